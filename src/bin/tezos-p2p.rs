@@ -1,0 +1,208 @@
+//! `tezos-p2p`: the command-line front end. Thin by design: parsing, output and exit codes
+//! only; the work is done by the library.
+
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use tezos_p2p::identity::{Identity, IdentityError};
+use tezos_p2p::pow::{GenerateOptions, PowTarget};
+
+/// Typed, authenticated and encrypted connections speaking the Tezos (octez) P2P protocol.
+#[derive(Parser)]
+#[command(name = "tezos-p2p", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create, inspect and validate octez identity files (identity.json).
+    #[command(subcommand)]
+    Identity(IdentityCommand),
+}
+
+#[derive(Subcommand)]
+enum IdentityCommand {
+    /// Generate a key pair and a proof-of-work stamp, and write identity.json (mode 0600).
+    Generate {
+        /// Proof-of-work difficulty (leading zero bits; fractions allowed). Mainnet nodes expect 26.
+        #[arg(long, default_value = "26", value_parser = parse_difficulty)]
+        difficulty: PowTarget,
+        /// Where to write the identity.
+        #[arg(long, default_value = "./identity.json")]
+        output: PathBuf,
+        /// Search threads (default: the number of cores).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        threads: Option<u16>,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the peer id, public key and proof-of-work level of an identity.
+    Show {
+        /// The identity file.
+        path: PathBuf,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Exit 0 if the file is a valid identity at the given level, else 1 with the reason.
+    Check {
+        /// The identity file.
+        path: PathBuf,
+        /// Required proof-of-work difficulty.
+        #[arg(long, default_value = "0", value_parser = parse_difficulty)]
+        difficulty: PowTarget,
+    },
+}
+
+fn parse_difficulty(s: &str) -> Result<PowTarget, String> {
+    let f: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    PowTarget::new(f).map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Identity(IdentityCommand::Generate {
+            difficulty,
+            output,
+            threads,
+            force,
+        }) => generate(&difficulty, &output, threads, force),
+        Command::Identity(IdentityCommand::Show { path, json }) => show(&path, json),
+        Command::Identity(IdentityCommand::Check { path, difficulty }) => check(&path, &difficulty),
+    }
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::FAILURE
+}
+
+fn generate(target: &PowTarget, output: &Path, threads: Option<u16>, force: bool) -> ExitCode {
+    // Refuse early rather than after minutes of work; `save` re-checks atomically.
+    if !force && output.exists() {
+        return fail(IdentityError::AlreadyExists {
+            path: output.to_owned(),
+        });
+    }
+    let threads = threads
+        .map(usize::from)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let cancel = cancel.clone();
+        if let Err(e) = ctrlc::set_handler(move || cancel.store(true, Ordering::Relaxed)) {
+            tracing::warn!("cannot install the Ctrl-C handler: {e}");
+        }
+    }
+    let expected = 2f64.powf(target.difficulty());
+    // Announced before the search starts (after the Ctrl-C handler is in place), so scripts and
+    // tests can tell when an interrupt will be handled.
+    eprintln!(
+        "searching a stamp at difficulty {} on {threads} threads (about {expected:.0} hashes expected; Ctrl-C to stop)",
+        target.difficulty()
+    );
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar
+    });
+    let start = Instant::now();
+    let progress = |attempts: u64| {
+        if let Some(bar) = &bar {
+            let secs = start.elapsed().as_secs_f64().max(1e-9);
+            let rate = attempts as f64 / secs;
+            let eta = if rate > 0.0 {
+                format!("{:.0} s", expected / rate)
+            } else {
+                "?".into()
+            };
+            bar.set_message(format!(
+                "difficulty {} on {threads} threads: {attempts} hashes, {:.2} MH/s, expected time {eta}",
+                target.difficulty(),
+                rate / 1e6
+            ));
+            bar.tick();
+        }
+    };
+    let options = GenerateOptions {
+        threads,
+        cancel: &cancel,
+        progress: &progress,
+        progress_interval: Duration::from_millis(200),
+    };
+    let identity = Identity::generate(target, &options);
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let Some(identity) = identity else {
+        eprintln!("interrupted: no identity written");
+        return ExitCode::from(130);
+    };
+    if let Err(e) = identity.save(output, force) {
+        return fail(e);
+    }
+    println!("{}", identity.peer_id);
+    eprintln!(
+        "wrote {} (peer id {}, proof-of-work level {}) in {:.1} s",
+        output.display(),
+        identity.peer_id,
+        identity.pow_level(),
+        start.elapsed().as_secs_f64()
+    );
+    ExitCode::SUCCESS
+}
+
+fn show(path: &Path, json: bool) -> ExitCode {
+    let identity = match Identity::load(path) {
+        Ok(i) => i,
+        Err(e) => return fail(e),
+    };
+    if json {
+        let v = serde_json::json!({
+            "peer_id": identity.peer_id.to_string(),
+            "public_key": identity.public_key.to_hex(),
+            "proof_of_work_stamp": hex::encode(identity.proof_of_work_stamp.as_bytes()),
+            "pow_level": identity.pow_level(),
+        });
+        println!("{v}");
+    } else {
+        println!("peer_id:    {}", identity.peer_id);
+        println!("public_key: {}", identity.public_key);
+        println!("pow_level:  {}", identity.pow_level());
+    }
+    ExitCode::SUCCESS
+}
+
+fn check(path: &Path, target: &PowTarget) -> ExitCode {
+    match Identity::load(path).and_then(|i| i.check_pow(target).map(|()| i)) {
+        Ok(i) => {
+            println!(
+                "ok: {} is a valid identity ({}, proof-of-work level {} ≥ {})",
+                path.display(),
+                i.peer_id,
+                i.pow_level(),
+                target.difficulty()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}

@@ -1,0 +1,64 @@
+//! Shared test helpers.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The release or debug `tezos-p2p` binary cargo built for these tests.
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tezos-p2p"))
+}
+
+/// The independent octez-compatible peer and checker (Python + PyNaCl, written from the
+/// protocol specification only, not from this crate).
+pub fn octez_peer() -> Command {
+    let mut c = Command::new(python());
+    c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/octez_peer.py"));
+    c
+}
+
+/// A Python interpreter that has PyNaCl: the system one if it does, else a virtualenv under
+/// `target/` where PyNaCl is installed from PyPI once.
+pub fn python() -> PathBuf {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        let has_nacl = |py: &Path| {
+            Command::new(py)
+                .args(["-c", "import nacl.bindings"])
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let system = PathBuf::from("python3");
+        if has_nacl(&system) {
+            return system;
+        }
+        let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/interop-venv");
+        let py = venv.join("bin/python3");
+        if !has_nacl(&py) {
+            let ok = Command::new("python3")
+                .arg("-m")
+                .arg("venv")
+                .arg(&venv)
+                .status()
+                .is_ok_and(|s| s.success())
+                && Command::new(&py)
+                    .args(["-m", "pip", "install", "-q", "pynacl"])
+                    .status()
+                    .is_ok_and(|s| s.success());
+            assert!(
+                ok && has_nacl(&py),
+                "cannot get PyNaCl for the interop tests: run `pip install pynacl`"
+            );
+        }
+        py
+    })
+    .clone()
+}
+
+/// Writes `text` to a fresh file in a temporary directory.
+pub fn write_temp(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+    let p = dir.path().join(name);
+    std::fs::write(&p, text).expect("write temp file");
+    p
+}
