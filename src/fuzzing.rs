@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use crate::crypto::{ChannelKey, Nonce, Opener, SecretKey};
 use crate::handshake::{Handshake, LocalConfig, Status};
@@ -48,10 +48,10 @@ pub fn messages(data: &[u8]) {
         if let Ok(Some(n)) = E::frame_size(data) {
             assert!(n <= E::MAX_SIZE);
             if let Some(frame) = data.get(..n) {
-                if let Ok(m) = E::decode(frame) {
+                if let Ok(m) = E::decode(Bytes::copy_from_slice(frame)) {
                     let mut out = Vec::new();
                     assert!(m.encode(&mut out).is_ok());
-                    assert_eq!(E::decode(&out).ok(), Some(m));
+                    assert_eq!(E::decode(out.into()).ok(), Some(m));
                 }
             }
         }

@@ -184,13 +184,20 @@ impl Identity {
     /// The octez JSON text (fields in octez's order, lowercase hex). Contains the secret key:
     /// the returned buffer is wiped on drop.
     pub fn to_json(&self) -> Zeroizing<String> {
-        Zeroizing::new(format!(
+        use std::fmt::Write as _;
+        // Sized up front so the buffer holding the secret never reallocates (a reallocation
+        // would leave an unwiped copy behind).
+        let mut out = Zeroizing::new(String::with_capacity(512));
+        let secret = Zeroizing::new(hex::encode(self.secret_key.expose_secret()));
+        let _ = write!(
+            out,
             "{{\n  \"peer_id\": \"{}\",\n  \"public_key\": \"{}\",\n  \"secret_key\": \"{}\",\n  \"proof_of_work_stamp\": \"{}\"\n}}\n",
             self.peer_id,
             self.public_key.to_hex(),
-            Zeroizing::new(hex::encode(self.secret_key.expose_secret())).as_str(),
+            secret.as_str(),
             hex::encode(self.proof_of_work_stamp.as_bytes()),
-        ))
+        );
+        out
     }
 
     /// Reads and validates an identity file (without a PoW requirement).

@@ -3,8 +3,9 @@
 //! Typed, authenticated and encrypted connections speaking the Tezos (octez) peer-to-peer
 //! session protocol (`P2p_socket`) byte for byte.
 //!
-//! This layer is the IO-free protocol core: every module here is pure (no sockets, no clock),
-//! tested against known answers from octez, tezedge and real captures.
+//! The protocol core is IO-free (no sockets, no clock), tested against known answers from octez,
+//! tezedge and real captures; [`actor`] and [`handshake::authenticate`] are the IO shell: each
+//! connection is an actix actor with a reader and a writer child actor and bounded queues.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -64,12 +65,14 @@
 //! - [`handshake`]: the session handshake as a sans-IO state machine (§§1, 8).
 //! - [`message`]: typed message encodings carried over a session (§9).
 //! - [`stat`]: octez `P2p_stat` and its moving average (§11.4).
+//! - [`actor`]: connections as actix actors, `authenticate` / `accept` / `nack` over TCP.
 //!
 //! Section numbers refer to the protocol specification the project is written against.
 
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
+pub mod actor;
 pub mod crypto;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -6,13 +6,13 @@
 
 use std::net::SocketAddr;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::crypto::PeerId;
 use crate::wire::{decode_point, encode_point, DecodeError, EncodeError, Reader};
 
 /// A message encoding (octez's `'msg` with its `Data_encoding.t`). Must be self-delimiting.
-pub trait Encoding: Sized + Send + 'static {
+pub trait Encoding: Sized + Clone + Send + 'static {
     /// Largest encoded message accepted or produced, in bytes.
     const MAX_SIZE: usize;
 
@@ -23,8 +23,9 @@ pub trait Encoding: Sized + Send + 'static {
     /// more bytes are needed to tell. Must fail if the size exceeds [`Self::MAX_SIZE`].
     fn frame_size(prefix: &[u8]) -> Result<Option<usize>, DecodeError>;
 
-    /// Decodes exactly one whole message (`frame_size` bytes).
-    fn decode(frame: &[u8]) -> Result<Self, DecodeError>;
+    /// Decodes exactly one whole message (`frame_size` bytes). The frame is shared, so
+    /// payloads can be kept as slices of it without copying.
+    fn decode(frame: Bytes) -> Result<Self, DecodeError>;
 }
 
 /// Length of the `u32be` size prefix of `dynamic_size` encodings.
@@ -39,7 +40,10 @@ fn dynamic_frame_size(
     let Some(len) = prefix.first_chunk::<SIZE_PREFIX>() else {
         return Ok(None);
     };
-    let total = SIZE_PREFIX + u32::from_be_bytes(*len) as usize;
+    // Saturating: no overflow on 32-bit targets, where a u32 length may not fit beside 4.
+    let total = usize::try_from(u32::from_be_bytes(*len))
+        .unwrap_or(usize::MAX)
+        .saturating_add(SIZE_PREFIX);
     if total > max {
         return Err(DecodeError::SizeLimit {
             what,
@@ -96,11 +100,11 @@ impl Encoding for RawMessage {
         dynamic_frame_size(prefix, Self::MAX_SIZE, "raw message")
     }
 
-    fn decode(frame: &[u8]) -> Result<Self, DecodeError> {
-        let mut r = Reader::new(frame);
-        let body = r.sized("raw message", Self::MAX_SIZE)?;
+    fn decode(frame: Bytes) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(&frame);
+        let len = r.sized("raw message", Self::MAX_SIZE)?.len();
         r.finish("raw message")?;
-        Ok(Self(Bytes::copy_from_slice(body)))
+        Ok(Self(frame.slice(SIZE_PREFIX..SIZE_PREFIX + len)))
     }
 }
 
@@ -130,13 +134,39 @@ pub enum P2pMessage {
         /// Its peer.
         peer_id: PeerId,
     },
-    /// Any other tag: an application (distributed_db) message, body kept opaque.
+    /// An application (distributed_db) message, body kept opaque. Only the tags octez's
+    /// `Distributed_db_message` defines are valid (see [`is_application_tag`]); any other tag is
+    /// a decoding error, as in octez (which greylists the sender).
     Message {
-        /// The application tag (not 1..=5).
+        /// The application tag.
         tag: u16,
         /// The encoded body after the tag.
         body: Bytes,
     },
+}
+
+/// Whether `tag` is one of octez's `Distributed_db_message` tags (protocol.md §9.5):
+/// 0x10–0x14, then request/answer pairs 0x20/21, 0x30/31, 0x40/41, 0x60/61, 0x70/71, 0x80/81,
+/// 0x90/91.
+pub fn is_application_tag(tag: u16) -> bool {
+    matches!(
+        tag,
+        0x10..=0x14
+            | 0x20
+            | 0x21
+            | 0x30
+            | 0x31
+            | 0x40
+            | 0x41
+            | 0x60
+            | 0x61
+            | 0x70
+            | 0x71
+            | 0x80
+            | 0x81
+            | 0x90
+            | 0x91
+    )
 }
 
 impl P2pMessage {
@@ -193,8 +223,8 @@ impl Encoding for P2pMessage {
         dynamic_frame_size(prefix, Self::MAX_SIZE, "p2p message")
     }
 
-    fn decode(frame: &[u8]) -> Result<Self, DecodeError> {
-        let mut outer = Reader::new(frame);
+    fn decode(frame: Bytes) -> Result<Self, DecodeError> {
+        let mut outer = Reader::new(&frame);
         let body = outer.sized("p2p message", Self::MAX_SIZE)?;
         outer.finish("p2p message")?;
         let mut r = Reader::new(body);
@@ -223,13 +253,83 @@ impl Encoding for P2pMessage {
                     Self::SwapAck { point, peer_id }
                 }
             }
-            tag => {
-                let body = Bytes::copy_from_slice(r.take("message body", r.remaining())?);
+            tag if is_application_tag(tag) => {
+                // The body is everything after the 4-byte size and the 2-byte tag.
+                let body = frame.slice(SIZE_PREFIX + 2..);
+                r.take("message body", r.remaining())?;
                 Self::Message { tag, body }
+            }
+            tag => {
+                return Err(DecodeError::InvalidTag {
+                    what: "p2p message",
+                    tag,
+                })
             }
         };
         r.finish("p2p message")?;
         Ok(msg)
+    }
+}
+
+/// Reassembles typed messages from chunk plaintexts (octez's streaming decoder, §9.2): a message
+/// may span chunks and a chunk may hold several messages.
+///
+/// The next message's size is read from its prefix and checked against the limit before its
+/// bytes are gathered; buffered bytes never exceed one message plus one chunk. A plaintext that
+/// arrives while nothing is buffered is kept as is (no copy), so a message inside one chunk
+/// reaches the caller as a slice of the read buffer.
+pub struct MessageDecoder<E> {
+    buf: BytesMut,
+    max_size: usize,
+    _encoding: std::marker::PhantomData<fn() -> E>,
+}
+
+impl<E: Encoding> MessageDecoder<E> {
+    /// A decoder refusing messages over `max_size` bytes (and over `E::MAX_SIZE` in any case).
+    pub fn new(max_size: usize) -> Self {
+        Self {
+            buf: BytesMut::new(),
+            max_size: max_size.min(E::MAX_SIZE),
+            _encoding: std::marker::PhantomData,
+        }
+    }
+
+    /// Appends the plaintext of the next chunk.
+    pub fn push(&mut self, plaintext: BytesMut) {
+        if self.buf.is_empty() {
+            self.buf = plaintext;
+        } else {
+            self.buf.extend_from_slice(&plaintext);
+        }
+    }
+
+    /// Bytes buffered and not yet returned as messages.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The next complete message with its encoded size (octez `read`'s `(size, msg)`), or
+    /// `Ok(None)` if more chunks are needed. An error is fatal for the connection.
+    pub fn next_message(&mut self) -> Result<Option<(usize, E)>, DecodeError> {
+        let Some(size) = E::frame_size(&self.buf)? else {
+            return Ok(None);
+        };
+        if size > self.max_size {
+            return Err(DecodeError::SizeLimit {
+                what: "message",
+                size,
+                max: self.max_size,
+            });
+        }
+        if self.buf.len() < size {
+            return Ok(None);
+        }
+        let frame = self.buf.split_to(size).freeze();
+        if self.buf.is_empty() {
+            // Drop the reference to the (possibly large) read buffer this frame came from.
+            self.buf = BytesMut::new();
+        }
+        Ok(Some((size, E::decode(frame)?)))
     }
 }
 
@@ -248,6 +348,47 @@ mod tests {
     }
 
     #[test]
+    fn messages_spanning_and_sharing_chunks_are_reassembled() {
+        let mut stream = Vec::new();
+        let bodies: Vec<Vec<u8>> = (0..20).map(|i| vec![i as u8; i * 7]).collect();
+        for b in &bodies {
+            RawMessage(Bytes::from(b.clone()))
+                .encode(&mut stream)
+                .unwrap();
+        }
+        for piece in [1, 3, 10, 64, 1000] {
+            let mut d = MessageDecoder::<RawMessage>::new(1 << 20);
+            let mut got = Vec::new();
+            for chunk in stream.chunks(piece) {
+                d.push(BytesMut::from(chunk));
+                while let Some((size, m)) = d.next_message().unwrap() {
+                    assert_eq!(size, m.0.len() + 4);
+                    got.push(m.0.to_vec());
+                }
+            }
+            assert_eq!(got, bodies, "piece {piece}");
+            assert_eq!(d.buffered(), 0);
+        }
+    }
+
+    #[test]
+    fn an_oversized_prefix_is_refused_before_the_body_arrives() {
+        let mut d = MessageDecoder::<RawMessage>::new(100);
+        d.push(BytesMut::from(&[0, 0, 0, 97][..]));
+        assert!(matches!(
+            d.next_message(),
+            Err(DecodeError::SizeLimit {
+                size: 101,
+                max: 100,
+                ..
+            })
+        ));
+        let mut d = MessageDecoder::<RawMessage>::new(100);
+        d.push(BytesMut::from(&[0, 0, 0, 96][..]));
+        assert_eq!(d.next_message(), Ok(None));
+    }
+
+    #[test]
     fn application_messages_keep_their_tag_and_body() {
         let m = P2pMessage::Message {
             tag: 0x10,
@@ -256,7 +397,7 @@ mod tests {
         let mut out = Vec::new();
         m.encode(&mut out).unwrap();
         assert_eq!(out, b"\x00\x00\x00\x04\x00\x10\x01\x02");
-        assert_eq!(P2pMessage::decode(&out).unwrap(), m);
+        assert_eq!(P2pMessage::decode(out.into()).unwrap(), m);
         let bad = P2pMessage::Message {
             tag: 2,
             body: Bytes::new(),

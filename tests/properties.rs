@@ -123,7 +123,7 @@ proptest! {
         let mut out = Vec::new();
         m.encode(&mut out).unwrap();
         prop_assert_eq!(P2pMessage::frame_size(&out).unwrap(), Some(out.len()));
-        prop_assert_eq!(P2pMessage::decode(&out).unwrap(), m);
+        prop_assert_eq!(P2pMessage::decode(out.clone().into()).unwrap(), m);
     }
 
     #[test]
@@ -131,7 +131,7 @@ proptest! {
         let m = RawMessage(Bytes::from(body));
         let mut out = Vec::new();
         m.encode(&mut out).unwrap();
-        prop_assert_eq!(RawMessage::decode(&out).unwrap(), m);
+        prop_assert_eq!(RawMessage::decode(out.clone().into()).unwrap(), m);
     }
 
     #[test]

@@ -360,7 +360,7 @@ fn check(v: &Value) {
                 msg.encode(&mut out).unwrap();
                 assert_eq!(out, h(&e["bytes_hex"]), "{id}");
                 assert_eq!(
-                    P2pMessage::decode(&out).ok() == Some(msg),
+                    P2pMessage::decode(out.clone().into()).ok() == Some(msg),
                     e["valid"].as_bool().unwrap(),
                     "{id}"
                 );
@@ -376,7 +376,7 @@ fn check(v: &Value) {
                 let want: Vec<&str> = points.iter().map(|p| p.as_str().unwrap()).collect();
                 assert_eq!(got, want, "{id}");
                 let env = h(&e["derived_full_envelope_hex"]);
-                let msg = P2pMessage::decode(&env).unwrap();
+                let msg = P2pMessage::decode(env.clone().into()).unwrap();
                 let P2pMessage::Advertise(list) = &msg else {
                     panic!("{id}: {msg:?}")
                 };
@@ -390,7 +390,7 @@ fn check(v: &Value) {
                     .ok()
                     .flatten()
                     .filter(|n| *n == bytes.len())
-                    .and_then(|_| P2pMessage::decode(&bytes).ok());
+                    .and_then(|_| P2pMessage::decode(bytes.clone().into()).ok());
                 assert_eq!(
                     decoded.is_some(),
                     e["valid"].as_bool().unwrap(),

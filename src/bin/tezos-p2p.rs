@@ -2,6 +2,7 @@
 //! only; the work is done by the library.
 
 use std::io::IsTerminal as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +26,41 @@ enum Command {
     /// Create, inspect and validate octez identity files (identity.json).
     #[command(subcommand)]
     Identity(IdentityCommand),
+    /// Accept connections and print one JSON event per line.
+    Listen {
+        /// Address to listen on (port 0 picks a free one).
+        #[arg(long)]
+        addr: SocketAddr,
+        #[command(flatten)]
+        peer: PeerArgs,
+        /// Exit 0 after this many connections have been served and closed.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Connect to a peer and print one JSON event per line.
+    Connect {
+        /// The peer's address.
+        addr: SocketAddr,
+        #[command(flatten)]
+        peer: PeerArgs,
+    },
+}
+
+/// Options shared by `listen` and `connect`.
+#[derive(clap::Args)]
+struct PeerArgs {
+    /// Identity file (default: an ephemeral identity at difficulty 0).
+    #[arg(long)]
+    identity: Option<PathBuf>,
+    /// Proof of work required of peers.
+    #[arg(long, default_value = "26", value_parser = parse_difficulty)]
+    expected_pow: PowTarget,
+    /// Chain name to announce and require.
+    #[arg(long, default_value = "TEZOS_MAINNET")]
+    chain_name: String,
+    /// Write every received message back on the same connection.
+    #[arg(long)]
+    echo: bool,
 }
 
 #[derive(Subcommand)]
@@ -84,6 +120,8 @@ fn main() -> ExitCode {
         }) => generate(&difficulty, &output, threads, force),
         Command::Identity(IdentityCommand::Show { path, json }) => show(&path, json),
         Command::Identity(IdentityCommand::Check { path, difficulty }) => check(&path, &difficulty),
+        Command::Listen { addr, peer, count } => net::listen(addr, peer, count),
+        Command::Connect { addr, peer } => net::connect(addr, peer),
     }
 }
 
@@ -195,14 +233,223 @@ fn check(path: &Path, target: &PowTarget) -> ExitCode {
     match Identity::load(path).and_then(|i| i.check_pow(target).map(|()| i)) {
         Ok(i) => {
             println!(
-                "ok: {} is a valid identity ({}, proof-of-work level {} ≥ {})",
+                "ok: {} is a valid identity ({}) meeting difficulty {} (its stamp has {} leading zero bits)",
                 path.display(),
                 i.peer_id,
-                i.pow_level(),
-                target.difficulty()
+                target.difficulty(),
+                i.pow_level()
             );
             ExitCode::SUCCESS
         }
         Err(e) => fail(e),
+    }
+}
+
+/// `listen` and `connect`: JSON events on stdout, logs on stderr.
+mod net {
+    use std::net::SocketAddr;
+    use std::process::ExitCode;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use serde_json::{json, Value};
+    use tezos_p2p::actor::{self, CloseReason, Connection, ConnectionConfig, Workers};
+    use tezos_p2p::handshake::{AuthError, LocalConfig, DEFAULT_HANDSHAKE_TIMEOUT};
+    use tezos_p2p::identity::Identity;
+    use tezos_p2p::message::RawMessage;
+    use tezos_p2p::wire::{point_text, ConnectionMetadata, NetworkVersion};
+
+    use super::PeerArgs;
+
+    /// octez's `connection_timeout` for outgoing connections (TCP connect + handshake): 10 s.
+    const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+    type Conn = Connection<RawMessage, ConnectionMetadata>;
+
+    fn emit(v: Value) {
+        println!("{v}");
+    }
+
+    fn local_config(peer: &PeerArgs) -> Result<Arc<LocalConfig<ConnectionMetadata>>, ExitCode> {
+        let identity = match &peer.identity {
+            Some(path) => Identity::load(path).map_err(|e| {
+                emit(
+                    json!({"event": "error", "error": "InvalidIdentity", "message": e.to_string()}),
+                );
+                ExitCode::FAILURE
+            })?,
+            None => Identity::ephemeral(),
+        };
+        Ok(Arc::new(LocalConfig {
+            identity: Arc::new(identity),
+            advertised_port: None,
+            version: NetworkVersion::current(peer.chain_name.as_str()),
+            metadata: ConnectionMetadata::default(),
+            expected_pow: peer.expected_pow,
+        }))
+    }
+
+    fn version_json(v: &NetworkVersion) -> Value {
+        json!({"chain_name": v.chain_name.to_string(), "distributed_db_version": v.distributed_db_version, "p2p_version": v.p2p_version})
+    }
+
+    fn auth_error(e: &AuthError) -> Value {
+        match e {
+            AuthError::RejectedByNack {
+                motive,
+                alternative_points,
+            } => json!({
+                "event": "rejected",
+                "error": e.name(),
+                "motive": motive.to_string(),
+                "motive_code": motive.code(),
+                "alternative_points": alternative_points.as_ref().map(|p| p.iter().map(point_text).collect::<Vec<_>>()),
+            }),
+            AuthError::RejectedNoCommonProtocol { motive } => json!({
+                "event": "rejected", "error": e.name(), "motive": motive.to_string(), "motive_code": motive.code(),
+            }),
+            _ => json!({"event": "error", "error": e.name(), "message": e.to_string()}),
+        }
+    }
+
+    fn connected(c: &Conn) -> Value {
+        let info = c.info();
+        json!({
+            "event": "connected",
+            "peer_id": info.peer_id.to_string(),
+            "addr": c.to_string().split_once('@').map(|(_, a)| a.to_owned()),
+            "incoming": info.incoming,
+            "version": version_json(c.version()),
+            "remote_metadata": {"disable_mempool": info.remote_metadata.disable_mempool, "private_node": info.remote_metadata.private_node},
+        })
+    }
+
+    fn disconnected(c: &Conn) -> Value {
+        let stat = c.stat();
+        let reason = c.close_reason().unwrap_or(CloseReason::LocalClose);
+        json!({
+            "event": "disconnected",
+            "peer_id": c.info().peer_id.to_string(),
+            "reason": reason.name(),
+            "message": reason.to_string(),
+            "total_sent": stat.total_sent,
+            "total_recv": stat.total_recv,
+            "current_inflow": stat.current_inflow,
+            "current_outflow": stat.current_outflow,
+        })
+    }
+
+    /// Serves an accepted connection until it ends: echoes or drains what the peer sends.
+    async fn serve(c: &Conn, echo: bool) {
+        while let Ok((_, msg)) = c.read().await {
+            if echo && c.write(&msg).await.is_err() {
+                break;
+            }
+        }
+        c.close(true).await;
+    }
+
+    pub(super) fn connect(addr: SocketAddr, peer: PeerArgs) -> ExitCode {
+        let local = match local_config(&peer) {
+            Ok(l) => l,
+            Err(code) => return code,
+        };
+        actix::System::new().block_on(async move {
+            let conn: Conn = match actor::connect(addr, local, CONNECT_TIMEOUT).await {
+                Ok(auth) => match auth.accept(ConnectionConfig::default()).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        emit(auth_error(&e));
+                        return ExitCode::FAILURE;
+                    }
+                },
+                Err(e) => {
+                    emit(auth_error(&e));
+                    return ExitCode::FAILURE;
+                }
+            };
+            emit(connected(&conn));
+            if peer.echo {
+                serve(&conn, true).await;
+            } else {
+                conn.close(true).await;
+            }
+            conn.closed().await;
+            emit(disconnected(&conn));
+            ExitCode::SUCCESS
+        })
+    }
+
+    pub(super) fn listen(addr: SocketAddr, peer: PeerArgs, count: Option<u64>) -> ExitCode {
+        let local = match local_config(&peer) {
+            Ok(l) => l,
+            Err(code) => return code,
+        };
+        actix::System::new().block_on(async move {
+            let listener = match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => l,
+                Err(e) => {
+                    emit(json!({"event": "error", "error": "Bind", "message": format!("cannot listen on {addr}: {e}")}));
+                    return ExitCode::FAILURE;
+                }
+            };
+            let bound = listener.local_addr().map_or(addr, |a| a);
+            emit(json!({"event": "listening", "addr": point_text(&bound), "peer_id": local.identity.peer_id.to_string()}));
+            let workers = Workers::per_core();
+            // Finished connections report here; bounded, and each worker sends one report.
+            let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(64);
+            let mut served = 0u64;
+            loop {
+                if count.is_some_and(|n| served >= n) {
+                    return ExitCode::SUCCESS;
+                }
+                let stream = tokio::select! {
+                    r = listener.accept() => match r {
+                        Ok((s, _)) => s,
+                        Err(e) => {
+                            tracing::warn!("accept failed: {e}");
+                            continue;
+                        }
+                    },
+                    Some(()) = done_rx.recv() => {
+                        served += 1;
+                        continue;
+                    }
+                };
+                let Ok(std_stream) = stream.into_std() else { continue };
+                let (local, done, echo) = (local.clone(), done_tx.clone(), peer.echo);
+                // The socket is re-registered on the worker's own reactor.
+                workers.next().spawn(async move {
+                    handle_incoming(std_stream, local, echo).await;
+                    let _ = done.send(()).await;
+                });
+            }
+        })
+    }
+
+    async fn handle_incoming(
+        stream: std::net::TcpStream,
+        local: Arc<LocalConfig<ConnectionMetadata>>,
+        echo: bool,
+    ) {
+        let stream = match tokio::net::TcpStream::from_std(stream) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("cannot register an accepted socket: {e}");
+                return;
+            }
+        };
+        let conn: Conn =
+            match actor::authenticate(stream, local, true, DEFAULT_HANDSHAKE_TIMEOUT).await {
+                Ok(auth) => match auth.accept(ConnectionConfig::default()).await {
+                    Ok(c) => c,
+                    Err(e) => return emit(auth_error(&e)),
+                },
+                Err(e) => return emit(auth_error(&e)),
+            };
+        emit(connected(&conn));
+        serve(&conn, echo).await;
+        conn.closed().await;
+        emit(disconnected(&conn));
     }
 }

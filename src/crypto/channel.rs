@@ -43,10 +43,14 @@ impl ChannelKey {
                 public_key: *remote,
             });
         }
-        let key = salsa20::hsalsa::<U10>(&shared.into(), &Default::default());
+        let mut shared_ga = shared.into();
         shared.zeroize();
+        let mut key = salsa20::hsalsa::<U10>(&shared_ga, &Default::default());
+        shared_ga.zeroize();
         let mut bytes = Zeroizing::new([0u8; 32]);
         bytes.copy_from_slice(&key);
+        key.zeroize();
+        // (curve25519-dalek takes the scalar by value, so one stack copy of it is not ours to wipe.)
         Ok(Self::from_bytes_inner(bytes))
     }
 

@@ -35,8 +35,8 @@ pub enum CryptoError {
     )]
     DecipherError,
     /// The X25519 shared secret with the peer's public key is all zero: the key is of low
-    /// order, so the channel key would be a constant known to anyone. octez's HACL* backend
-    /// refuses it too (protocol.md §4.1).
+    /// order, so the channel key would be a constant known to anyone. libsodium refuses it, and
+    /// octez's HACL* backend is believed to (protocol.md §4.1 marks that unconfirmed).
     #[error("the peer's public key {public_key} is of low order (all-zero shared secret)")]
     LowOrderPublicKey {
         /// The offending public key.

@@ -7,7 +7,7 @@ use super::{
     AuthError, Authenticated, ConnectionInfo, ExpectAck, ExpectConnectionMessage, ExpectMetadata,
     LocalConfig, PeerAnnounced, Session,
 };
-use crate::crypto::{Nonce, PeerId};
+use crate::crypto::{Nonce, PeerId, TAG_SIZE};
 use crate::wire::{Metadata, NackMotive, CHUNK_HEADER_SIZE};
 
 enum Step<M> {
@@ -101,7 +101,13 @@ impl<M: Metadata> Handshake<M> {
         let Some(header) = self.frame.first_chunk::<CHUNK_HEADER_SIZE>() else {
             return Ok(used);
         };
-        let total = CHUNK_HEADER_SIZE + usize::from(u16::from_be_bytes(*header));
+        let len = usize::from(u16::from_be_bytes(*header));
+        // Like octez, refuse a short chunk as soon as its header is in, not after E more bytes.
+        if len < TAG_SIZE && !matches!(self.step, Step::ConnectionMessage(_)) {
+            self.step = Step::Closed;
+            return Err(AuthError::InvalidIncomingCiphertextSize { size: len });
+        }
+        let total = CHUNK_HEADER_SIZE + len;
         let rest = &input[used..];
         let n = (total - self.frame.len()).min(rest.len());
         self.frame.extend_from_slice(&rest[..n]);

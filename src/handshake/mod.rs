@@ -12,12 +12,16 @@
 //! ExpectAck               --receive(peer chunk)--->  Session            (keys and nonces for traffic)
 //! ```
 //!
-//! Nothing here does IO, reads a clock or draws randomness: the connection message nonce and the
+//! Apart from the async driver ([`authenticate`]), nothing here does IO, reads a clock or draws randomness: the connection message nonce and the
 //! peer's address are inputs. [`Handshake`] wraps the states into one byte-stream machine (feed
 //! it whatever arrives, send what it emits) for drivers, fuzzers and property tests.
 
+mod driver;
 mod machine;
 
+pub use driver::{
+    authenticate, with_timeout, AuthenticatedStream, HandshakeBytes, DEFAULT_HANDSHAKE_TIMEOUT,
+};
 pub use machine::{Handshake, Status};
 
 use std::net::{IpAddr, SocketAddr};
@@ -60,7 +64,8 @@ pub enum AuthError {
         /// Our expected difficulty.
         expected: f64,
     },
-    /// The peer's public key gives an all-zero shared secret (see [`CryptoError`]).
+    /// The peer's public key gives an all-zero shared secret (see [`CryptoError`]). octez's
+    /// HACL* backend is believed to refuse it too (protocol.md §4.1, unconfirmed there).
     #[error("peer {peer_id} sent a low-order public key (all-zero shared secret)")]
     LowOrderPublicKey {
         /// The peer.
@@ -77,12 +82,12 @@ pub enum AuthError {
     #[error("decipher error: the peer's metadata chunk does not open")]
     DecipherError,
     /// The peer is ourselves (octez `Myself`), checked after the metadata exchange as since v18.
-    #[error("connected to myself ({peer_id}{})", point.map(|p| format!(" at {p}")).unwrap_or_default())]
+    #[error("connected to myself ({peer_id}{})", point.map(|p| format!(" at {}:{}", p.addr, p.port.map_or("?".into(), |x| x.to_string()))).unwrap_or_default())]
     Myself {
         /// Our own peer id.
         peer_id: PeerId,
-        /// The point it was reached at, if known.
-        point: Option<SocketAddr>,
+        /// The point it was reached at (octez `(addr, port option)`), if known.
+        point: Option<IdPoint>,
     },
     /// The peer closed instead of answering our Ack (octez `Rejected_socket_connection`).
     #[error("rejected socket connection: the peer closed instead of sending Ack/Nack")]
@@ -99,6 +104,24 @@ pub enum AuthError {
     /// The peer's Ack chunk does not open (octez `Invalid_auth` wrapping `Decipher_error`).
     #[error("invalid auth: the peer's ack chunk does not open (decipher error)")]
     InvalidAuth,
+    /// The peer and we share no chain or protocol version (octez `Rejected_no_common_protocol`);
+    /// a Nack with `motive` was sent.
+    #[error("no common protocol with the peer: {motive}")]
+    RejectedNoCommonProtocol {
+        /// The Nack motive sent (`Unknown_chain_name`, `Deprecated_*_version`).
+        motive: NackMotive,
+    },
+    /// The TCP connection could not be opened.
+    #[error("cannot connect to {addr}: {reason}")]
+    ConnectionRefused {
+        /// The point dialled.
+        addr: SocketAddr,
+        /// The OS error.
+        reason: String,
+    },
+    /// The handshake did not finish in time (octez `Canceled` by the authentication timeout).
+    #[error("handshake timed out")]
+    Timeout,
     /// The handshake API was used out of order (a bug in the caller, not the peer's fault).
     #[error("handshake used out of order: {0}")]
     InvalidState(&'static str),
@@ -119,27 +142,34 @@ impl AuthError {
             Self::RejectedSocketConnection => "RejectedSocketConnection",
             Self::RejectedByNack { .. } => "RejectedByNack",
             Self::InvalidAuth => "InvalidAuth",
+            Self::Timeout => "Timeout",
+            Self::RejectedNoCommonProtocol { .. } => "RejectedNoCommonProtocol",
+            Self::ConnectionRefused { .. } => "ConnectionRefused",
             Self::InvalidState(_) => "InvalidState",
         }
     }
 
-    /// Whether octez greylists the peer's address for this failure (protocol.md §12):
-    /// failed proof of work, authentication or deciphering, and undecodable messages.
-    /// Timeouts, closes, `Myself`, Nacks and our own mistakes never greylist.
-    pub fn greylists(&self) -> bool {
+    /// Whether octez's connect handler greylists the peer's address for this failure
+    /// (protocol.md §12): only failures of `authenticate` greylist (not of `accept`), and among
+    /// them the proof-of-work, deciphering and encoding/decoding errors. A low-order key makes
+    /// octez raise an exception, which greylists incoming peers only.
+    pub fn greylists(&self, incoming: bool) -> bool {
         match self {
-            Self::NotEnoughProofOfWork { .. }
-            | Self::Decoding { .. }
-            | Self::DecipherError
-            | Self::InvalidAuth
-            | Self::InvalidIncomingCiphertextSize { .. }
-            // octez raises an uncaught exception here, which greylists the address.
-            | Self::LowOrderPublicKey { .. } => true,
+            Self::NotEnoughProofOfWork { .. } | Self::DecipherError | Self::Encoding(_) => true,
+            // `Decoding` of the Ack happens in `accept`, which never greylists.
+            Self::Decoding { what, .. } => *what != "ack",
+            Self::LowOrderPublicKey { .. } => incoming,
+            // Not in octez's list, and `InvalidAuth` can only arise in `accept`.
+            Self::InvalidIncomingCiphertextSize { .. } | Self::InvalidAuth => false,
             Self::ConnectionClosed
             | Self::RejectedSocketConnection
             | Self::RejectedByNack { .. }
             | Self::Myself { .. }
-            | Self::Encoding(_)
+            // octez does not greylist on cancel/timeout.
+            | Self::Timeout
+            // The point is unregistered, not greylisted (protocol.md §10.2).
+            | Self::RejectedNoCommonProtocol { .. }
+            | Self::ConnectionRefused { .. }
             | Self::InvalidState(_) => false,
         }
     }
@@ -399,7 +429,7 @@ impl<M: Metadata> ExpectMetadata<M> {
         if self.peer_id == self.local.identity.peer_id {
             return Err(AuthError::Myself {
                 peer_id: self.peer_id,
-                point: id_point.and_then(|p| p.port.map(|port| SocketAddr::new(p.addr, port))),
+                point: id_point,
             });
         }
         let info = ConnectionInfo {

@@ -1,0 +1,318 @@
+//! The reader and writer child actors and the loops they run (protocol.md §9).
+//!
+//! Each actor owns one socket half and one direction's crypto state, and runs one loop in its
+//! context; when the loop ends it tells the connection actor why and stops. The hot path is a
+//! plain loop, with no actor message per chunk or per message.
+
+use std::io::ErrorKind;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, watch};
+
+use super::connection::{
+    ChildStopped, ConnectionActor, Inbound, ReadItem, Shared, Subscribers, WriteCmd, QUEUE_OVERHEAD,
+};
+use super::CloseReason;
+use crate::crypto::Sealer;
+use crate::message::{Encoding, MessageDecoder};
+use crate::wire::{seal_chunks, ChunkDecoder, ChunkError, Metadata};
+
+/// Most queued messages the writer takes per round; together with [`COALESCE_BYTES`] this is
+/// what turns many small messages into few socket writes.
+const BATCH_MESSAGES: usize = 256;
+/// Sealed bytes gathered before a socket write (a few chunks: large enough to amortise the
+/// system call, small enough to stay in cache).
+const COALESCE_BYTES: usize = 256 * 1024;
+/// Socket reads per wake-up before yielding to the other actors on this arbiter, so that a
+/// peer flooding at line rate cannot monopolise the thread.
+const READS_PER_WAKEUP: usize = 8;
+
+fn io_reason(e: &std::io::Error) -> CloseReason {
+    match e.kind() {
+        ErrorKind::UnexpectedEof
+        | ErrorKind::BrokenPipe
+        | ErrorKind::ConnectionReset
+        | ErrorKind::ConnectionAborted => CloseReason::ConnectionClosed,
+        _ => CloseReason::Io(e.to_string()),
+    }
+}
+
+/// Reads the socket, opens chunks, decodes messages, and hands them to the subscribers or the
+/// read queue. Waiting on a full read queue (or a slow subscriber) stops the reading, so the
+/// peer's TCP window closes: that is the backpressure.
+pub(super) struct ReaderActor<E: Encoding, M: Metadata> {
+    parts: Option<ReaderParts<E, M>>,
+    parent: Addr<ConnectionActor<E, M>>,
+}
+
+struct ReaderParts<E: Encoding, M: Metadata> {
+    rd: OwnedReadHalf,
+    chunks: ChunkDecoder,
+    messages: MessageDecoder<E>,
+    tx: mpsc::Sender<ReadItem<E>>,
+    subs: watch::Receiver<Subscribers<E>>,
+    shared: Arc<Shared<E, M>>,
+}
+
+impl<E: Encoding, M: Metadata> ReaderActor<E, M> {
+    pub(super) fn new(
+        rd: OwnedReadHalf,
+        chunks: ChunkDecoder,
+        messages: MessageDecoder<E>,
+        tx: mpsc::Sender<ReadItem<E>>,
+        subs: watch::Receiver<Subscribers<E>>,
+        shared: Arc<Shared<E, M>>,
+        parent: Addr<ConnectionActor<E, M>>,
+    ) -> Self {
+        Self {
+            parts: Some(ReaderParts {
+                rd,
+                chunks,
+                messages,
+                tx,
+                subs,
+                shared,
+            }),
+            parent,
+        }
+    }
+}
+
+impl<E: Encoding, M: Metadata> Actor for ReaderActor<E, M> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(parts) = self.parts.take() {
+            ctx.spawn(parts.run().into_actor(self).map(|reason, act, ctx| {
+                // Control plane: one message per reader lifetime.
+                act.parent.do_send(ChildStopped(reason));
+                ctx.stop();
+            }));
+        }
+    }
+}
+
+impl<E: Encoding, M: Metadata> ReaderParts<E, M> {
+    /// Returns the reason the connection must end, or `None` if it was cancelled.
+    async fn run(mut self) -> Option<CloseReason> {
+        let cancel = self.shared.cancel.clone();
+        let mut subscribers = self.subs.borrow_and_update().clone();
+        let read_size = self.shared.config.read_buffer_size.max(1);
+        // Allocated on demand and dropped when drained, so an idle connection holds no buffer.
+        let mut buf = BytesMut::new();
+        loop {
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => return None,
+                r = self.rd.readable() => if let Err(e) = r { return Some(io_reason(&e)) },
+            }
+            for _ in 0..READS_PER_WAKEUP {
+                buf.reserve(read_size);
+                match self.rd.try_read_buf(&mut buf) {
+                    Ok(0) => return Some(CloseReason::ConnectionClosed),
+                    Ok(n) => {
+                        self.shared.recv.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) => return Some(io_reason(&e)),
+                }
+                loop {
+                    let plaintext = match self.chunks.decode(&mut buf) {
+                        Ok(Some(p)) => p,
+                        Ok(None) => break,
+                        Err(ChunkError::DecipherError) => return Some(CloseReason::DecipherError),
+                        Err(ChunkError::InvalidIncomingCiphertextSize { size }) => {
+                            return Some(CloseReason::InvalidIncomingCiphertextSize { size })
+                        }
+                    };
+                    self.messages.push(plaintext);
+                    loop {
+                        match self.messages.next_message() {
+                            Ok(Some((size, msg))) => {
+                                if self.subs.has_changed().unwrap_or(false) {
+                                    subscribers = self.subs.borrow_and_update().clone();
+                                }
+                                self.deliver(&subscribers, size, msg).await?;
+                            }
+                            Ok(None) => break,
+                            Err(e) => return Some(CloseReason::Decoding(e)),
+                        }
+                    }
+                }
+            }
+            if buf.is_empty() {
+                buf = BytesMut::new();
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Hands one message on; `None` (as an early return) when the connection was cancelled.
+    async fn deliver(&self, subscribers: &Subscribers<E>, size: usize, msg: E) -> Option<()> {
+        let cancel = &self.shared.cancel;
+        if !subscribers.is_empty() {
+            let (last, rest) = subscribers.split_last()?;
+            for s in rest {
+                self.send_to(s, size, msg.clone()).await?;
+            }
+            return self.send_to(last, size, msg).await;
+        }
+        let units = u32::try_from(
+            size.saturating_add(QUEUE_OVERHEAD)
+                .min(self.shared.config.incoming_queue_bytes)
+                .max(1),
+        )
+        .unwrap_or(u32::MAX);
+        let permit = tokio::select! {
+            biased;
+            () = cancel.cancelled() => return None,
+            p = self.shared.read_budget.clone().acquire_many_owned(units) => p.ok()?,
+        };
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => None,
+            r = self.tx.send(ReadItem { size, msg, _permit: permit }) => r.ok(),
+        }
+    }
+
+    async fn send_to(&self, s: &Recipient<Inbound<E>>, size: usize, message: E) -> Option<()> {
+        let event = Inbound {
+            connection: self.shared.id,
+            peer_id: self.shared.info.peer_id,
+            size,
+            message,
+        };
+        tokio::select! {
+            biased;
+            () = self.shared.cancel.cancelled() => None,
+            // A stopped subscriber is skipped; the others still get the message.
+            _ = s.send(event) => Some(()),
+        }
+    }
+}
+
+/// Takes encoded messages from the write queue in order, seals them into chunks (one nonce per
+/// chunk, in queue order) and writes as many as are queued in one system call.
+pub(super) struct WriterActor<E: Encoding, M: Metadata> {
+    parts: Option<WriterParts<E, M>>,
+    parent: Addr<ConnectionActor<E, M>>,
+}
+
+struct WriterParts<E: Encoding, M: Metadata> {
+    wr: OwnedWriteHalf,
+    sealer: Sealer,
+    rx: mpsc::Receiver<WriteCmd>,
+    shared: Arc<Shared<E, M>>,
+}
+
+impl<E: Encoding, M: Metadata> WriterActor<E, M> {
+    pub(super) fn new(
+        wr: OwnedWriteHalf,
+        sealer: Sealer,
+        rx: mpsc::Receiver<WriteCmd>,
+        shared: Arc<Shared<E, M>>,
+        parent: Addr<ConnectionActor<E, M>>,
+    ) -> Self {
+        Self {
+            parts: Some(WriterParts {
+                wr,
+                sealer,
+                rx,
+                shared,
+            }),
+            parent,
+        }
+    }
+}
+
+impl<E: Encoding, M: Metadata> Actor for WriterActor<E, M> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(parts) = self.parts.take() {
+            ctx.spawn(parts.run().into_actor(self).map(|reason, act, ctx| {
+                // Control plane: one message per writer lifetime.
+                act.parent.do_send(ChildStopped(reason));
+                ctx.stop();
+            }));
+        }
+    }
+}
+
+impl<E: Encoding, M: Metadata> WriterParts<E, M> {
+    async fn run(mut self) -> Option<CloseReason> {
+        let cancel = self.shared.cancel.clone();
+        let chunk_size = self.shared.config.binary_chunks_size;
+        let mut batch = Vec::new();
+        // Allocated on demand and dropped when the queue is drained (no idle 64 KiB buffers).
+        let mut out = BytesMut::new();
+        let reason = loop {
+            let n = tokio::select! {
+                biased;
+                () = cancel.cancelled() => break None,
+                n = self.rx.recv_many(&mut batch, BATCH_MESSAGES) => n,
+            };
+            if n == 0 {
+                break None;
+            }
+            let mut failed = None;
+            for cmd in &batch {
+                if let WriteCmd::Message { bytes, .. } = cmd {
+                    seal_chunks(&mut self.sealer, bytes, chunk_size, &mut out);
+                    if out.len() >= COALESCE_BYTES {
+                        if let Err(r) = self.flush(&mut out).await {
+                            failed = Some(r);
+                            break;
+                        }
+                    }
+                }
+            }
+            if failed.is_none() {
+                if let Err(r) = self.flush(&mut out).await {
+                    failed = Some(r);
+                }
+            }
+            if let Some(r) = failed {
+                break r;
+            }
+            // Written: release budgets (dropping permits) and wake `write_sync` / `close`.
+            for cmd in batch.drain(..) {
+                match cmd {
+                    WriteCmd::Message { done: Some(tx), .. } | WriteCmd::Flush(tx) => {
+                        let _ = tx.send(());
+                    }
+                    WriteCmd::Message { done: None, .. } => {}
+                }
+            }
+            if self.rx.is_empty() {
+                out = BytesMut::new();
+            }
+        };
+        // Best effort FIN; dropping the half would do it too.
+        let _ = self.wr.shutdown().await;
+        reason
+    }
+
+    /// Writes `out` entirely; `Err(None)` if cancelled meanwhile.
+    async fn flush(&mut self, out: &mut BytesMut) -> Result<(), Option<CloseReason>> {
+        if out.is_empty() {
+            return Ok(());
+        }
+        tokio::select! {
+            biased;
+            () = self.shared.cancel.cancelled() => return Err(None),
+            r = self.wr.write_all(out) => r.map_err(|e| Some(io_reason(&e)))?,
+        }
+        self.shared
+            .sent
+            .fetch_add(out.len() as u64, Ordering::Relaxed);
+        out.clear();
+        Ok(())
+    }
+}

@@ -1,0 +1,140 @@
+//! Connections as actix actors: the IO shell around the pure core (protocol.md §§8–10).
+//!
+//! ```text
+//!             Connection<E, M> (cheap handle) ──┐           Addr<ConnectionActor> (actor messages)
+//!                       │ write / read         │                       │
+//!        ┌──────────────▼──────────────┐       │     ┌─────────────────▼───────────────┐
+//!        │ write queue (bytes + count) │       └────►│ ConnectionActor: info, stats,   │
+//!        └──────────────┬──────────────┘             │ lifecycle, subscriptions, close │
+//!                       │                            └───────┬─────────────────┬───────┘
+//!             ┌─────────▼─────────┐                          │ owns            │ owns
+//!             │ WriterActor: seal │◄─────────────────────────┘                 │
+//!             │ + coalesce writes │──► socket ──► peer                         │
+//!             └───────────────────┘                                 ┌────────▼──────────┐
+//!  read / subscribers ◄── read queue (bytes + count) ◄──────────────│ ReaderActor: open │◄── socket
+//!                                                                   │ chunks, decode    │
+//!                                                                   └───────────────────┘
+//! ```
+//!
+//! The data path never goes through an actix mailbox (actix mailboxes do not enforce their
+//! capacity): messages travel through queues bounded in bytes *and* in count, shared by the
+//! handle and the reader/writer actors. The actors own the socket halves and the crypto state
+//! and report how and why they stopped; the connection actor turns that into one close reason.
+
+mod connection;
+mod io;
+mod socket;
+mod workers;
+
+pub use connection::{
+    Close, Closed, Connection, ConnectionActor, Inbound, Info, LocalMetadata, PrivateNode, Read,
+    ReadNow, RemoteMetadata, Stat, Subscribe, SubscribeClosed, Write, WriteNow, WriteSync,
+};
+pub use socket::{
+    authenticate, connect, select_version, Authenticated, SUPPORTED_DISTRIBUTED_DB_VERSIONS,
+    SUPPORTED_P2P_VERSIONS,
+};
+pub use workers::Workers;
+
+use crate::wire::{ChunkSize, DecodeError, EncodeError};
+
+/// octez's default byte budget of each message queue (`incoming_message_queue_size`,
+/// `outgoing_message_queue_size`: 8 MiB, protocol.md §14).
+pub const DEFAULT_QUEUE_BYTES: usize = 8 * 1024 * 1024;
+
+/// The parameters of octez `accept`: queue sizes and chunking, plus our count bounds.
+#[derive(Debug, Clone)]
+pub struct ConnectionConfig {
+    /// Byte budget of the inbound message queue (octez `incoming_message_queue_size`, 8 MiB).
+    pub incoming_queue_bytes: usize,
+    /// Byte budget of the outbound message queue (octez `outgoing_message_queue_size`, 8 MiB).
+    pub outgoing_queue_bytes: usize,
+    /// Most messages in each queue, whatever their size: bounds per-message overhead when
+    /// messages are tiny (octez bounds bytes only). 4096 keeps a 1 KiB stream coalescing well.
+    pub queue_messages: usize,
+    /// Total size of the chunks we send (octez `binary_chunks_size`, default 65535).
+    pub binary_chunks_size: ChunkSize,
+    /// Largest message accepted from the peer (further capped by the encoding's maximum).
+    pub max_message_size: usize,
+    /// Bytes asked of the kernel per socket read (octez `read_buffer_size`, 16 KiB).
+    pub read_buffer_size: usize,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        Self {
+            incoming_queue_bytes: DEFAULT_QUEUE_BYTES,
+            outgoing_queue_bytes: DEFAULT_QUEUE_BYTES,
+            queue_messages: 4096,
+            binary_chunks_size: ChunkSize::default(),
+            max_message_size: usize::MAX,
+            read_buffer_size: 16 * 1024,
+        }
+    }
+}
+
+/// Errors of the connection API (after accept).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectionError {
+    /// The connection is closed, or closed while the operation waited (octez
+    /// `Connection_closed`). The cause is the connection's [`CloseReason`].
+    #[error("connection closed")]
+    ConnectionClosed,
+    /// The message cannot be encoded (octez `Encoding_error`).
+    #[error("encoding error: {0}")]
+    Encoding(#[from] EncodeError),
+}
+
+/// Why a connection ended, and who ended it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// We closed it (`close`).
+    #[error("closed locally")]
+    LocalClose,
+    /// The peer closed its side (octez `Connection_closed`).
+    #[error("connection closed by the peer")]
+    ConnectionClosed,
+    /// A chunk's MAC did not verify (octez `Decipher_error`).
+    #[error("decipher error: a chunk from the peer does not open")]
+    DecipherError,
+    /// A chunk's length field was below 16 (octez `Invalid_incoming_ciphertext_size`).
+    #[error("invalid incoming ciphertext size {size}")]
+    InvalidIncomingCiphertextSize {
+        /// The length field.
+        size: usize,
+    },
+    /// A message did not decode or was over the size limit (octez `Decoding_error`).
+    #[error("decoding error: {0}")]
+    Decoding(DecodeError),
+    /// The socket failed.
+    #[error("socket error: {0}")]
+    Io(String),
+}
+
+impl CloseReason {
+    /// The octez-style name, for events and metrics labels.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::LocalClose => "LocalClose",
+            Self::ConnectionClosed => "ConnectionClosed",
+            Self::DecipherError => "DecipherError",
+            Self::InvalidIncomingCiphertextSize { .. } => "InvalidIncomingCiphertextSize",
+            Self::Decoding(_) => "DecodingError",
+            Self::Io(_) => "Io",
+        }
+    }
+
+    /// Whether octez greylists the peer for this (protocol.md §12): a message that does not
+    /// decode, or a chunk that does not open.
+    pub fn greylists(&self) -> bool {
+        match self {
+            Self::DecipherError
+            | Self::InvalidIncomingCiphertextSize { .. }
+            | Self::Decoding(_) => true,
+            // Closes and socket errors are not the peer's proven fault.
+            Self::LocalClose | Self::ConnectionClosed | Self::Io(_) => false,
+        }
+    }
+}
