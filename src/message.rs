@@ -207,9 +207,9 @@ impl Encoding for P2pMessage {
                     out.extend_from_slice(peer_id.as_bytes());
                 }
                 Self::Message { tag, body } => {
-                    if (1..=5).contains(tag) {
+                    if !is_application_tag(*tag) {
                         return Err(EncodeError::InvalidValue(
-                            "an application message tag cannot be 1..=5",
+                            "not a distributed_db message tag",
                         ));
                     }
                     out.extend_from_slice(body);

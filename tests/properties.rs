@@ -80,12 +80,19 @@ fn p2p_message() -> impl Strategy<Value = P2pMessage> {
             point,
             peer_id: PeerId::from_bytes(id)
         }),
-        (6u16.., proptest::collection::vec(any::<u8>(), 0..300)).prop_map(|(tag, body)| {
-            P2pMessage::Message {
-                tag,
-                body: Bytes::from(body),
-            }
-        }),
+        (
+            prop::sample::select(vec![
+                0x10u16, 0x11, 0x12, 0x13, 0x14, 0x20, 0x21, 0x30, 0x31, 0x40, 0x41, 0x60, 0x61,
+                0x70, 0x71, 0x80, 0x81, 0x90, 0x91
+            ]),
+            proptest::collection::vec(any::<u8>(), 0..300)
+        )
+            .prop_map(|(tag, body)| {
+                P2pMessage::Message {
+                    tag,
+                    body: Bytes::from(body),
+                }
+            }),
     ]
 }
 
@@ -181,6 +188,22 @@ proptest! {
         let mut cm = (body.len() as u16).to_be_bytes().to_vec();
         cm.extend_from_slice(&body);
         tezos_p2p::fuzzing::connection_message(&cm);
+    }
+}
+
+#[test]
+fn unknown_p2p_message_tags_are_refused_both_ways() {
+    for tag in [0u16, 6, 0x15, 0x50, 0xffff] {
+        let bytes = [0, 0, 0, 2, (tag >> 8) as u8, tag as u8];
+        assert!(
+            P2pMessage::decode(bytes.to_vec().into()).is_err(),
+            "{tag:#x}"
+        );
+        let m = P2pMessage::Message {
+            tag,
+            body: Bytes::new(),
+        };
+        assert!(m.encode(&mut Vec::new()).is_err(), "{tag:#x}");
     }
 }
 
