@@ -276,7 +276,7 @@ async fn a_slow_subscriber_slows_the_reader_instead_of_growing_memory() {
         .recipient(),
     );
     // With the subscriber stuck on the first message, a's writes back up into its own queue.
-    let mut sent = 0;
+    let mut sent = 0usize;
     while a.write_now(&raw(1000, 1)).unwrap() {
         sent += 1;
         if sent.is_multiple_of(32) {
