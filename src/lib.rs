@@ -70,6 +70,7 @@
 //! Section numbers refer to the protocol specification the project is written against.
 
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 
 pub mod actor;
