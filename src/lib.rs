@@ -74,6 +74,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod actor;
+pub mod bandwidth;
 pub mod crypto;
 #[doc(hidden)]
 pub mod fuzzing;

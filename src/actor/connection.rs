@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::io::{ReaderActor, WriterActor};
+use super::io::{ReaderActor, ReaderParts, WriterActor, WriterParts};
 use super::{CloseReason, ConnectionConfig, ConnectionError};
 use crate::crypto::PeerId;
 use crate::handshake::{ConnectionInfo, HandshakeBytes, Session};
@@ -298,7 +298,13 @@ impl<E: Encoding, M: Metadata> Connection<E, M> {
             config,
         });
         let (rd, wr) = stream.into_split();
+        let meters = shared
+            .config
+            .scheduler
+            .as_ref()
+            .map(|s| s.register(shared.id, shared.config.weight));
         let io = IoParts {
+            meters,
             rd,
             wr,
             chunks: ChunkDecoder::new(opener),
@@ -450,6 +456,8 @@ impl<E: Encoding, M: Metadata> Connection<E, M> {
 
 /// The socket halves and crypto/codec state the reader and writer actors take over.
 pub(super) struct IoParts<E: Encoding> {
+    /// (upload, download) meters when a scheduler is attached.
+    pub(super) meters: Option<[Arc<super::Meter>; 2]>,
     pub(super) rd: tokio::net::tcp::OwnedReadHalf,
     pub(super) wr: tokio::net::tcp::OwnedWriteHalf,
     pub(super) chunks: ChunkDecoder,
@@ -523,17 +531,31 @@ impl<E: Encoding, M: Metadata> Actor for ConnectionActor<E, M> {
     fn started(&mut self, ctx: &mut Self::Context) {
         if let Some(io) = self.io.take() {
             let me = ctx.address();
+            let [up, down] = io.meters.map_or([None, None], |[u, d]| [Some(u), Some(d)]);
             ReaderActor::new(
-                io.rd,
-                io.chunks,
-                io.messages,
-                io.read_tx,
-                io.subs_rx,
-                self.shared.clone(),
+                ReaderParts {
+                    meter: down,
+                    rd: io.rd,
+                    chunks: io.chunks,
+                    messages: io.messages,
+                    tx: io.read_tx,
+                    subs: io.subs_rx,
+                    shared: self.shared.clone(),
+                },
                 me.clone(),
             )
             .start();
-            WriterActor::new(io.wr, io.sealer, io.write_rx, self.shared.clone(), me).start();
+            WriterActor::new(
+                WriterParts {
+                    meter: up,
+                    wr: io.wr,
+                    sealer: io.sealer,
+                    rx: io.write_rx,
+                    shared: self.shared.clone(),
+                },
+                me,
+            )
+            .start();
             self.running_children = 2;
         }
         self.tick();
@@ -542,6 +564,9 @@ impl<E: Encoding, M: Metadata> Actor for ConnectionActor<E, M> {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         self.shared.shutdown(CloseReason::LocalClose);
+        if let Some(s) = &self.shared.config.scheduler {
+            s.unregister(self.shared.id);
+        }
         let event = self.closed_event();
         let subs = std::mem::take(
             &mut *self

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use bytes::BytesMut;
+use bytes::{Buf as _, BufMut as _, BytesMut};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
@@ -17,7 +17,8 @@ use tokio::sync::{mpsc, watch};
 use super::connection::{
     ChildStopped, ConnectionActor, Inbound, ReadItem, Shared, Subscribers, WriteCmd, QUEUE_OVERHEAD,
 };
-use super::CloseReason;
+use super::scheduler::MIN_UNIT;
+use super::{CloseReason, Meter};
 use crate::crypto::Sealer;
 use crate::message::{Encoding, MessageDecoder};
 use crate::wire::{seal_chunks, ChunkDecoder, ChunkError, Metadata};
@@ -50,34 +51,20 @@ pub(super) struct ReaderActor<E: Encoding, M: Metadata> {
     parent: Addr<ConnectionActor<E, M>>,
 }
 
-struct ReaderParts<E: Encoding, M: Metadata> {
-    rd: OwnedReadHalf,
-    chunks: ChunkDecoder,
-    messages: MessageDecoder<E>,
-    tx: mpsc::Sender<ReadItem<E>>,
-    subs: watch::Receiver<Subscribers<E>>,
-    shared: Arc<Shared<E, M>>,
+pub(super) struct ReaderParts<E: Encoding, M: Metadata> {
+    pub(super) meter: Option<Arc<Meter>>,
+    pub(super) rd: OwnedReadHalf,
+    pub(super) chunks: ChunkDecoder,
+    pub(super) messages: MessageDecoder<E>,
+    pub(super) tx: mpsc::Sender<ReadItem<E>>,
+    pub(super) subs: watch::Receiver<Subscribers<E>>,
+    pub(super) shared: Arc<Shared<E, M>>,
 }
 
 impl<E: Encoding, M: Metadata> ReaderActor<E, M> {
-    pub(super) fn new(
-        rd: OwnedReadHalf,
-        chunks: ChunkDecoder,
-        messages: MessageDecoder<E>,
-        tx: mpsc::Sender<ReadItem<E>>,
-        subs: watch::Receiver<Subscribers<E>>,
-        shared: Arc<Shared<E, M>>,
-        parent: Addr<ConnectionActor<E, M>>,
-    ) -> Self {
+    pub(super) fn new(parts: ReaderParts<E, M>, parent: Addr<ConnectionActor<E, M>>) -> Self {
         Self {
-            parts: Some(ReaderParts {
-                rd,
-                chunks,
-                messages,
-                tx,
-                subs,
-                shared,
-            }),
+            parts: Some(parts),
             parent,
         }
     }
@@ -106,17 +93,37 @@ impl<E: Encoding, M: Metadata> ReaderParts<E, M> {
         // Allocated on demand and dropped when drained, so an idle connection holds no buffer.
         let mut buf = BytesMut::new();
         loop {
+            // Download quota first: a throttled connection leaves its bytes in the kernel, so
+            // TCP slows the sender down.
+            let mut allowed = match &self.meter {
+                None => usize::MAX,
+                Some(m) => tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => return None,
+                    n = m.available() => n,
+                },
+            };
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => return None,
                 r = self.rd.readable() => if let Err(e) = r { return Some(io_reason(&e)) },
             }
             for _ in 0..READS_PER_WAKEUP {
+                if allowed == 0 {
+                    break;
+                }
                 buf.reserve(read_size);
-                match self.rd.try_read_buf(&mut buf) {
+                match self
+                    .rd
+                    .try_read_buf(&mut (&mut buf).limit(allowed.min(read_size)))
+                {
                     Ok(0) => return Some(CloseReason::ConnectionClosed),
                     Ok(n) => {
                         self.shared.recv.fetch_add(n as u64, Ordering::Relaxed);
+                        if let Some(m) = &self.meter {
+                            m.consume(n);
+                            allowed = allowed.saturating_sub(n);
+                        }
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -204,28 +211,18 @@ pub(super) struct WriterActor<E: Encoding, M: Metadata> {
     parent: Addr<ConnectionActor<E, M>>,
 }
 
-struct WriterParts<E: Encoding, M: Metadata> {
-    wr: OwnedWriteHalf,
-    sealer: Sealer,
-    rx: mpsc::Receiver<WriteCmd>,
-    shared: Arc<Shared<E, M>>,
+pub(super) struct WriterParts<E: Encoding, M: Metadata> {
+    pub(super) meter: Option<Arc<Meter>>,
+    pub(super) wr: OwnedWriteHalf,
+    pub(super) sealer: Sealer,
+    pub(super) rx: mpsc::Receiver<WriteCmd>,
+    pub(super) shared: Arc<Shared<E, M>>,
 }
 
 impl<E: Encoding, M: Metadata> WriterActor<E, M> {
-    pub(super) fn new(
-        wr: OwnedWriteHalf,
-        sealer: Sealer,
-        rx: mpsc::Receiver<WriteCmd>,
-        shared: Arc<Shared<E, M>>,
-        parent: Addr<ConnectionActor<E, M>>,
-    ) -> Self {
+    pub(super) fn new(parts: WriterParts<E, M>, parent: Addr<ConnectionActor<E, M>>) -> Self {
         Self {
-            parts: Some(WriterParts {
-                wr,
-                sealer,
-                rx,
-                shared,
-            }),
+            parts: Some(parts),
             parent,
         }
     }
@@ -301,17 +298,29 @@ impl<E: Encoding, M: Metadata> WriterParts<E, M> {
 
     /// Writes `out` entirely; `Err(None)` if cancelled meanwhile.
     async fn flush(&mut self, out: &mut BytesMut) -> Result<(), Option<CloseReason>> {
-        if out.is_empty() {
-            return Ok(());
+        let cancel = self.shared.cancel.clone();
+        while !out.is_empty() {
+            // Upload quota: unlimited writes everything at once; a throttled writer writes what
+            // its tokens allow (at least MIN_UNIT; the overshoot is repaid next period).
+            let n = match &self.meter {
+                None => out.len(),
+                Some(m) => tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => return Err(None),
+                    n = m.available() => out.len().min(n.max(MIN_UNIT)),
+                },
+            };
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => return Err(None),
+                r = self.wr.write_all(&out[..n]) => r.map_err(|e| Some(io_reason(&e)))?,
+            }
+            self.shared.sent.fetch_add(n as u64, Ordering::Relaxed);
+            if let Some(m) = &self.meter {
+                m.consume(n);
+            }
+            out.advance(n);
         }
-        tokio::select! {
-            biased;
-            () = self.shared.cancel.cancelled() => return Err(None),
-            r = self.wr.write_all(out) => r.map_err(|e| Some(io_reason(&e)))?,
-        }
-        self.shared
-            .sent
-            .fetch_add(out.len() as u64, Ordering::Relaxed);
         out.clear();
         Ok(())
     }
