@@ -81,6 +81,7 @@ pub mod fuzzing;
 pub mod handshake;
 pub mod identity;
 pub mod message;
+pub mod peers;
 pub mod pow;
 pub mod stat;
 pub mod wire;

@@ -292,7 +292,7 @@ fn our_listener_refuses_insufficient_pow_and_keeps_serving() {
         "--addr",
         "127.0.0.1:0",
         "--count",
-        "2",
+        "3",
         "--expected-pow",
         "12",
         "--echo",
@@ -301,7 +301,7 @@ fn our_listener_refuses_insufficient_pow_and_keeps_serving() {
     let target = format!("127.0.0.1:{port}");
     let weak = run({
         let mut c = octez_peer();
-        c.args(["connect", &target, "--pow", "0"]);
+        c.args(["connect", &target, "--pow", "0", "--source", "127.0.0.2"]);
         c
     });
     assert_eq!(weak.status.code(), Some(1));
@@ -338,9 +338,29 @@ fn our_listener_refuses_insufficient_pow_and_keeps_serving() {
         "{}",
         String::from_utf8_lossy(&strong.stdout)
     );
+    // octez greylists the address of a peer with insufficient proof of work: a later attempt
+    // from 127.0.0.2, even with a good identity, is refused at accept.
+    let again = run({
+        let mut c = octez_peer();
+        c.args([
+            "connect",
+            &target,
+            "--send-random",
+            "1",
+            "--max-size",
+            "10",
+            "--source",
+            "127.0.0.2",
+            "--identity",
+        ])
+        .arg(&path);
+        c
+    });
+    assert_eq!(again.status.code(), Some(1));
     let (code, evs) = rest_events(child, out);
     assert_eq!(code, Some(0));
     assert_eq!(find(&evs, "error")["error"], "NotEnoughProofOfWork");
+    assert_eq!(find(&evs, "rejected")["error"], "Greylisted");
 }
 
 #[test]
@@ -358,4 +378,60 @@ fn usage_errors_exit_2() {
         bin().args(["listen"]).output().unwrap().status.code(),
         Some(2)
     );
+}
+
+#[test]
+fn with_max_connections_1_a_second_peer_gets_too_many_connections_with_the_first_peers_point() {
+    let mut ours = bin();
+    ours.args([
+        "listen",
+        "--addr",
+        "127.0.0.1:0",
+        "--max-connections",
+        "1",
+        "--expected-pow",
+        "0",
+        "--echo",
+    ]);
+    let (mut child, port, _out) = start_listener(ours);
+    let target = format!("127.0.0.1:{port}");
+    // The first peer announces port 12345 and stays connected (echoing, so it waits for us).
+    let mut first = octez_peer()
+        .args([
+            "connect",
+            &target,
+            "--port-announce",
+            "12345",
+            "--echo",
+            "--timeout",
+            "60",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first_out = BufReader::new(first.stdout.take().unwrap());
+    let mut line = String::new();
+    first_out.read_line(&mut line).unwrap();
+    assert!(line.contains("\"connected\""), "{line}");
+    let second = run({
+        let mut c = octez_peer();
+        c.args(["connect", &target, "--source", "127.0.0.2"]);
+        c
+    });
+    assert_eq!(second.status.code(), Some(1));
+    let ev = find(&events(&second.stdout), "rejected").clone();
+    assert_eq!(ev["error"], "RejectedByNack");
+    assert_eq!(ev["motive"], 1, "Too_many_connections: {ev}");
+    let points: Vec<&str> = ev["alternative_points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p.as_str())
+        .collect();
+    assert!(points.contains(&"127.0.0.1:12345"), "{points:?}");
+    let _ = first.kill();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = first.wait();
 }

@@ -529,6 +529,13 @@ impl<E: Encoding, M: Metadata> Actor for ConnectionActor<E, M> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        // actix polls a never-started actor once when it is dropped, e.g. as the runtime shuts
+        // down; timers and children need a runtime, so such an actor just ends.
+        if tokio::runtime::Handle::try_current().is_err() {
+            self.shared.shutdown(CloseReason::LocalClose);
+            ctx.stop();
+            return;
+        }
         if let Some(io) = self.io.take() {
             let me = ctx.address();
             let [up, down] = io.meters.map_or([None, None], |[u, d]| [Some(u), Some(d)]);

@@ -23,6 +23,8 @@
 
 mod connection;
 mod io;
+mod node;
+mod registry;
 mod scheduler;
 mod socket;
 mod workers;
@@ -31,7 +33,10 @@ pub use connection::{
     Close, Closed, Connection, ConnectionActor, Inbound, Info, LocalMetadata, PrivateNode, Read,
     ReadNow, RemoteMetadata, Stat, Subscribe, SubscribeClosed, Write, WriteNow, WriteSync,
 };
+pub use node::{Node, NodeConfig, NodeError, PeerInfo, DEFAULT_CONNECT_TIMEOUT};
+pub use registry::{NodeEvent, Registry, RegistryActor, SubscribeEvents};
 pub use scheduler::{Limits, Meter, Scheduler, SchedulerActor, SetLimits, REFRESH};
+pub use socket::authenticate_filtered;
 pub use socket::{
     authenticate, connect, select_version, Authenticated, SUPPORTED_DISTRIBUTED_DB_VERSIONS,
     SUPPORTED_P2P_VERSIONS,

@@ -305,6 +305,11 @@ impl Actor for SchedulerActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        // Dropped unstarted as the runtime shuts down: no timers without a runtime.
+        if tokio::runtime::Handle::try_current().is_err() {
+            ctx.stop();
+            return;
+        }
         let mut last = Instant::now();
         ctx.run_interval(REFRESH, move |act, _| {
             let now = Instant::now();

@@ -8,7 +8,9 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::{Connection, ConnectionConfig};
-use crate::handshake::{self, AuthError, AuthenticatedStream, ConnectionInfo, LocalConfig};
+use crate::handshake::{
+    self, AuthError, AuthenticatedStream, ConnectionInfo, LocalConfig, PeerAnnounced,
+};
 use crate::message::Encoding;
 use crate::wire::{Metadata, NackMotive, NetworkVersion};
 
@@ -64,6 +66,18 @@ pub async fn authenticate<M: Metadata>(
     incoming: bool,
     timeout: Duration,
 ) -> Result<Authenticated<M>, AuthError> {
+    authenticate_filtered(stream, local, incoming, timeout, |_| Ok(())).await
+}
+
+/// [`authenticate`] with a `filter` that sees the peer right after its clear-text connection
+/// message passed the PoW check, and may refuse it (a ban list) before any X25519 work.
+pub async fn authenticate_filtered<M: Metadata>(
+    stream: TcpStream,
+    local: Arc<LocalConfig<M>>,
+    incoming: bool,
+    timeout: Duration,
+    filter: impl FnOnce(&PeerAnnounced<M>) -> Result<(), AuthError>,
+) -> Result<Authenticated<M>, AuthError> {
     let deadline = Instant::now() + timeout;
     let remote_addr = stream.peer_addr().ok();
     // Small handshake frames must not wait for Nagle.
@@ -71,7 +85,7 @@ pub async fn authenticate<M: Metadata>(
     let local_version = local.version.clone();
     let inner = tokio::time::timeout_at(
         deadline,
-        handshake::authenticate(stream, local, incoming, remote_addr, |_| Ok(())),
+        handshake::authenticate(stream, local, incoming, remote_addr, filter),
     )
     .await
     .map_err(|_| AuthError::Timeout)??;

@@ -36,6 +36,18 @@ enum Command {
         /// Exit 0 after this many connections have been served and closed.
         #[arg(long)]
         count: Option<u64>,
+        /// Global upload limit in bytes/s (default: unlimited).
+        #[arg(long)]
+        max_upload_bytes_per_s: Option<u64>,
+        /// Global download limit in bytes/s (default: unlimited).
+        #[arg(long)]
+        max_download_bytes_per_s: Option<u64>,
+        /// Most running connections; beyond, peers get Nack(Too_many_connections) (default 100).
+        #[arg(long, default_value = "100")]
+        max_connections: usize,
+        /// Seconds allowed for an incoming peer's authenticate + accept (default 5, as octez).
+        #[arg(long, default_value = "5", value_parser = parse_seconds)]
+        handshake_timeout: Duration,
     },
     /// Connect to a peer and print one JSON event per line.
     Connect {
@@ -98,6 +110,21 @@ enum IdentityCommand {
     },
 }
 
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let f: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(f)
+        .map_err(|e| e.to_string())
+        .and_then(|d| {
+            if d.is_zero() {
+                Err("must be positive".into())
+            } else {
+                Ok(d)
+            }
+        })
+}
+
 fn parse_difficulty(s: &str) -> Result<PowTarget, String> {
     let f: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
     PowTarget::new(f).map_err(|e| e.to_string())
@@ -120,7 +147,27 @@ fn main() -> ExitCode {
         }) => generate(&difficulty, &output, threads, force),
         Command::Identity(IdentityCommand::Show { path, json }) => show(&path, json),
         Command::Identity(IdentityCommand::Check { path, difficulty }) => check(&path, &difficulty),
-        Command::Listen { addr, peer, count } => net::listen(addr, peer, count),
+        Command::Listen {
+            addr,
+            peer,
+            count,
+            max_upload_bytes_per_s,
+            max_download_bytes_per_s,
+            max_connections,
+            handshake_timeout,
+        } => net::listen(
+            addr,
+            peer,
+            net::ListenOptions {
+                count,
+                bandwidth: tezos_p2p::actor::Limits {
+                    max_upload_bytes_per_s,
+                    max_download_bytes_per_s,
+                },
+                max_connections,
+                handshake_timeout,
+            },
+        ),
         Command::Connect { addr, peer } => net::connect(addr, peer),
     }
 }
@@ -253,8 +300,10 @@ mod net {
     use std::time::Duration;
 
     use serde_json::{json, Value};
-    use tezos_p2p::actor::{self, CloseReason, Connection, ConnectionConfig, Workers};
-    use tezos_p2p::handshake::{AuthError, LocalConfig, DEFAULT_HANDSHAKE_TIMEOUT};
+    use tezos_p2p::actor::{
+        self, CloseReason, Connection, ConnectionConfig, Node, NodeConfig, NodeEvent,
+    };
+    use tezos_p2p::handshake::{AuthError, LocalConfig};
     use tezos_p2p::identity::Identity;
     use tezos_p2p::message::RawMessage;
     use tezos_p2p::wire::{point_text, ConnectionMetadata, NetworkVersion};
@@ -380,76 +429,106 @@ mod net {
         })
     }
 
-    pub(super) fn listen(addr: SocketAddr, peer: PeerArgs, count: Option<u64>) -> ExitCode {
+    /// `listen` options beyond the shared ones.
+    pub(super) struct ListenOptions {
+        pub(super) count: Option<u64>,
+        pub(super) bandwidth: actor::Limits,
+        pub(super) max_connections: usize,
+        pub(super) handshake_timeout: Duration,
+    }
+
+    /// Forwards node events to the command's loop (bounded: the registry drops events for a
+    /// subscriber that lags by more than its mailbox, and counts them).
+    struct Forward(tokio::sync::mpsc::Sender<NodeEvent>);
+
+    impl actix::Actor for Forward {
+        type Context = actix::Context<Self>;
+    }
+
+    impl actix::Handler<NodeEvent> for Forward {
+        type Result = ();
+
+        fn handle(&mut self, ev: NodeEvent, _: &mut Self::Context) {
+            let _ = self.0.try_send(ev);
+        }
+    }
+
+    /// Reasons of a `Rejected` node event that mean "turned away by policy", not a failure.
+    fn is_policy(reason: &str) -> bool {
+        matches!(
+            reason,
+            "RejectedNoCommonProtocol"
+                | "PeerBanned"
+                | "Banned"
+                | "Greylisted"
+                | "Evicted"
+                | "TooManyPendingHandshakes"
+        ) || reason.contains('_')
+    }
+
+    pub(super) fn listen(addr: SocketAddr, peer: PeerArgs, opts: ListenOptions) -> ExitCode {
         let local = match local_config(&peer) {
             Ok(l) => l,
             Err(code) => return code,
         };
         actix::System::new().block_on(async move {
-            let listener = match tokio::net::TcpListener::bind(addr).await {
-                Ok(l) => l,
+            let mut config = NodeConfig::new((*local.identity).clone(), ConnectionMetadata::default());
+            config.listen_addr = Some(addr);
+            config.version = local.version.clone();
+            config.expected_pow = local.expected_pow;
+            config.handshake_timeout = opts.handshake_timeout;
+            config.limits.max_connections = opts.max_connections;
+            config.bandwidth = opts.bandwidth;
+            let node: Node<RawMessage, ConnectionMetadata> = match Node::start(config).await {
+                Ok(n) => n,
                 Err(e) => {
-                    emit(json!({"event": "error", "error": "Bind", "message": format!("cannot listen on {addr}: {e}")}));
+                    emit(json!({"event": "error", "error": "Bind", "message": e.to_string()}));
                     return ExitCode::FAILURE;
                 }
             };
-            let bound = listener.local_addr().map_or(addr, |a| a);
-            emit(json!({"event": "listening", "addr": point_text(&bound), "peer_id": local.identity.peer_id.to_string()}));
-            let workers = Workers::per_core();
-            // Finished connections report here; bounded, and each worker sends one report.
-            let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(64);
+            let bound = node.listen_addr().unwrap_or(addr);
+            emit(json!({"event": "listening", "addr": point_text(&bound), "peer_id": node.peer_id().to_string()}));
+            let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
+            node.subscribe_events(actix::Actor::start(Forward(tx)).recipient());
             let mut served = 0u64;
-            loop {
-                if count.is_some_and(|n| served >= n) {
+            while let Some(ev) = rx.recv().await {
+                match ev {
+                    NodeEvent::Connected { peer_id, .. } => {
+                        if let Some(conn) = node.peer(&peer_id).and_then(|p| p.connection) {
+                            emit(connected(&conn));
+                            let echo = peer.echo;
+                            actix::spawn(async move { serve(&conn, echo).await });
+                        }
+                    }
+                    NodeEvent::Disconnected { peer_id, reason, stat, .. } => {
+                        emit(json!({
+                            "event": "disconnected",
+                            "peer_id": peer_id.to_string(),
+                            "reason": reason,
+                            "total_sent": stat.total_sent,
+                            "total_recv": stat.total_recv,
+                            "current_inflow": stat.current_inflow,
+                            "current_outflow": stat.current_outflow,
+                        }));
+                        served += 1;
+                    }
+                    NodeEvent::Rejected { addr, peer_id, reason } => {
+                        emit(json!({
+                            "event": if is_policy(reason) { "rejected" } else { "error" },
+                            "error": reason,
+                            "addr": addr.map(|a| point_text(&a)),
+                            "peer_id": peer_id.map(|p| p.to_string()),
+                        }));
+                        served += 1;
+                    }
+                    _ => {}
+                }
+                if opts.count.is_some_and(|n| served >= n) {
+                    node.shutdown().await;
                     return ExitCode::SUCCESS;
                 }
-                let stream = tokio::select! {
-                    r = listener.accept() => match r {
-                        Ok((s, _)) => s,
-                        Err(e) => {
-                            tracing::warn!("accept failed: {e}");
-                            continue;
-                        }
-                    },
-                    Some(()) = done_rx.recv() => {
-                        served += 1;
-                        continue;
-                    }
-                };
-                let Ok(std_stream) = stream.into_std() else { continue };
-                let (local, done, echo) = (local.clone(), done_tx.clone(), peer.echo);
-                // The socket is re-registered on the worker's own reactor.
-                workers.next().spawn(async move {
-                    handle_incoming(std_stream, local, echo).await;
-                    let _ = done.send(()).await;
-                });
             }
+            ExitCode::SUCCESS
         })
-    }
-
-    async fn handle_incoming(
-        stream: std::net::TcpStream,
-        local: Arc<LocalConfig<ConnectionMetadata>>,
-        echo: bool,
-    ) {
-        let stream = match tokio::net::TcpStream::from_std(stream) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("cannot register an accepted socket: {e}");
-                return;
-            }
-        };
-        let conn: Conn =
-            match actor::authenticate(stream, local, true, DEFAULT_HANDSHAKE_TIMEOUT).await {
-                Ok(auth) => match auth.accept(ConnectionConfig::default()).await {
-                    Ok(c) => c,
-                    Err(e) => return emit(auth_error(&e)),
-                },
-                Err(e) => return emit(auth_error(&e)),
-            };
-        emit(connected(&conn));
-        serve(&conn, echo).await;
-        conn.closed().await;
-        emit(disconnected(&conn));
     }
 }

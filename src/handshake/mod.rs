@@ -119,6 +119,21 @@ pub enum AuthError {
         /// The OS error.
         reason: String,
     },
+    /// The peer id is banned or greylisted (octez `Peer_banned`): refused right after its
+    /// connection message, before any key derivation; the socket is closed without a Nack.
+    #[error("peer {peer_id} is {reason}")]
+    PeerBanned {
+        /// The peer.
+        peer_id: PeerId,
+        /// `banned` or `greylisted`.
+        reason: &'static str,
+    },
+    /// We refused the peer with a Nack (connection limit, already connected).
+    #[error("we refused the peer: {motive}")]
+    Nacked {
+        /// The motive we sent.
+        motive: NackMotive,
+    },
     /// The handshake did not finish in time (octez `Canceled` by the authentication timeout).
     #[error("handshake timed out")]
     Timeout,
@@ -143,6 +158,8 @@ impl AuthError {
             Self::RejectedByNack { .. } => "RejectedByNack",
             Self::InvalidAuth => "InvalidAuth",
             Self::Timeout => "Timeout",
+            Self::PeerBanned { .. } => "PeerBanned",
+            Self::Nacked { .. } => "Nacked",
             Self::RejectedNoCommonProtocol { .. } => "RejectedNoCommonProtocol",
             Self::ConnectionRefused { .. } => "ConnectionRefused",
             Self::InvalidState(_) => "InvalidState",
@@ -167,6 +184,8 @@ impl AuthError {
             | Self::Myself { .. }
             // octez does not greylist on cancel/timeout.
             | Self::Timeout
+            | Self::PeerBanned { .. }
+            | Self::Nacked { .. }
             // The point is unregistered, not greylisted (protocol.md §10.2).
             | Self::RejectedNoCommonProtocol { .. }
             | Self::ConnectionRefused { .. }

@@ -457,7 +457,8 @@ def make_identity(a):
 def cmd_connect(a):
     ident = make_identity(a)
     try:
-        sock = socket.create_connection(a.target, timeout=a.timeout)
+        src = (a.source, 0) if a.source else None
+        sock = socket.create_connection(a.target, timeout=a.timeout, source_address=src)
     except OSError as ex:
         emit(event="error", error="ConnectError", detail=str(ex))
         return 1
@@ -550,6 +551,8 @@ def main(argv=None):
     com.add_argument("--port-announce", type=int, default=0)
     com.add_argument("--metadata", type=bytes.fromhex, default=b"\0\0", metavar="HEX")
     com.add_argument("--timeout", type=float, default=10.0)
+    com.add_argument("--source", default=None, metavar="IP",
+                     help="connect from this local address (e.g. 127.0.0.2: each test peer its own loopback IP)")
     com.add_argument("--chunk-size", type=int, default=MAX_PIECE, help="plaintext bytes per chunk")
     com.add_argument("--nack", type=int, metavar="MOTIVE_CODE")
     com.add_argument("--points", default="")
