@@ -204,6 +204,31 @@ async fn beyond_max_connections_a_peer_gets_too_many_connections_with_known_poin
 }
 
 #[actix::test]
+async fn the_builder_starts_a_node_that_dials_another() {
+    let a: TestNode = Node::builder(Identity::ephemeral(), ConnectionMetadata::default())
+        .listen("127.0.0.1:0".parse().unwrap())
+        .expected_pow(0.0)
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let b: TestNode = Node::builder(Identity::ephemeral(), ConnectionMetadata::default())
+        .expected_pow(0.0)
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let conn = b.connect(a.listen_addr().unwrap()).await.unwrap();
+    assert_eq!(conn.info().peer_id, a.peer_id());
+    // The dialled side advertises its listening port; the dialled point becomes known.
+    assert_eq!(
+        conn.info().announced_port,
+        a.listen_addr().map(|x| x.port())
+    );
+    assert_eq!(b.peer(&a.peer_id()).unwrap().entry.point, a.listen_addr());
+}
+
+#[actix::test]
 async fn a_second_connection_of_a_connected_peer_is_refused() {
     let (node, _events) = node_with(|_| {}).await;
     let addr = node.listen_addr().unwrap();

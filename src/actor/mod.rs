@@ -33,7 +33,7 @@ pub use connection::{
     Close, Closed, Connection, ConnectionActor, Inbound, Info, LocalMetadata, PrivateNode, Read,
     ReadNow, RemoteMetadata, Stat, Subscribe, SubscribeClosed, Write, WriteNow, WriteSync,
 };
-pub use node::{Node, NodeConfig, NodeError, PeerInfo, DEFAULT_CONNECT_TIMEOUT};
+pub use node::{Node, NodeBuilder, NodeConfig, NodeError, PeerInfo, DEFAULT_CONNECT_TIMEOUT};
 pub use registry::{NodeEvent, Registry, RegistryActor, SubscribeEvents};
 pub use scheduler::{Limits, Meter, Scheduler, SchedulerActor, SetLimits, REFRESH};
 pub use socket::authenticate_filtered;

@@ -80,6 +80,78 @@ impl<M: Metadata> NodeConfig<M> {
     }
 }
 
+/// Builds a [`NodeConfig`] step by step: `Node::builder(identity, metadata).listen(addr)
+/// .expected_pow(26.0)?.start().await`.
+pub struct NodeBuilder<M> {
+    config: NodeConfig<M>,
+}
+
+impl<M: Metadata> NodeBuilder<M> {
+    /// Listen on `addr` (port 0 picks a free port).
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.config.listen_addr = Some(addr);
+        self
+    }
+
+    /// Advertise `port` instead of the listening port.
+    pub fn advertised_port(mut self, port: u16) -> Self {
+        self.config.advertised_port = Some(port);
+        self
+    }
+
+    /// Announce and require `version`.
+    pub fn version(mut self, version: NetworkVersion) -> Self {
+        self.config.version = version;
+        self
+    }
+
+    /// Require this proof-of-work difficulty of peers.
+    pub fn expected_pow(mut self, difficulty: f64) -> Result<Self, crate::pow::PowError> {
+        self.config.expected_pow = PowTarget::new(difficulty)?;
+        Ok(self)
+    }
+
+    /// Bound incoming handshakes in time.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config.handshake_timeout = timeout;
+        self
+    }
+
+    /// Connection limits.
+    pub fn limits(mut self, limits: ConnectionLimits) -> Self {
+        self.config.limits = limits;
+        self
+    }
+
+    /// Global bandwidth limits.
+    pub fn bandwidth(mut self, limits: Limits) -> Self {
+        self.config.bandwidth = limits;
+        self
+    }
+
+    /// Greylist settings.
+    pub fn acl(mut self, acl: AclConfig) -> Self {
+        self.config.acl = acl;
+        self
+    }
+
+    /// Per-connection queues and chunking.
+    pub fn connection(mut self, connection: ConnectionConfig) -> Self {
+        self.config.connection = connection;
+        self
+    }
+
+    /// The configuration built so far.
+    pub fn config(&self) -> &NodeConfig<M> {
+        &self.config
+    }
+
+    /// Starts the node (inside an actix `System`).
+    pub async fn start<E: Encoding>(self) -> Result<Node<E, M>, NodeError> {
+        Node::start(self.config).await
+    }
+}
+
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -136,6 +208,15 @@ pub struct PeerInfo<E: Encoding, M: Metadata> {
     pub entry: PeerEntry,
     /// The running connection, if any (its `info()` and `stat()`).
     pub connection: Option<Connection<E, M>>,
+}
+
+impl<M: Metadata> Node<crate::message::RawMessage, M> {
+    /// A builder with octez's defaults (use [`NodeBuilder::start`] to pick the message type).
+    pub fn builder(identity: Identity, metadata: M) -> NodeBuilder<M> {
+        NodeBuilder {
+            config: NodeConfig::new(identity, metadata),
+        }
+    }
 }
 
 impl<E: Encoding, M: Metadata> Node<E, M> {
