@@ -84,4 +84,5 @@ pub mod message;
 pub mod peers;
 pub mod pow;
 pub mod stat;
+pub mod telemetry;
 pub mod wire;

@@ -353,6 +353,11 @@ impl PeerTable {
         }
     }
 
+    /// Number of known points.
+    pub fn known_points_count(&self) -> usize {
+        self.known.len()
+    }
+
     /// Up to `n` known points, most recent first, excluding `except`.
     pub fn known_points(&self, n: usize, except: Option<SocketAddr>) -> Vec<SocketAddr> {
         self.known

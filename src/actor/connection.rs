@@ -107,6 +107,7 @@ impl<E: Encoding, M: Metadata> Shared<E, M> {
             }
             Err(tokio::sync::TryAcquireError::NoPermits) => {
                 self.write_waits.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(crate::telemetry::WRITE_WAITS).increment(1);
                 self.write_budget
                     .clone()
                     .acquire_many_owned(units)
@@ -554,6 +555,11 @@ impl<E: Encoding, M: Metadata> Actor for ConnectionActor<E, M> {
             .start();
             WriterActor::new(
                 WriterParts {
+                    bytes_out: if crate::telemetry::per_peer() {
+                        metrics::counter!(crate::telemetry::SENT_BYTES, "peer" => self.shared.info.peer_id.to_string())
+                    } else {
+                        metrics::counter!(crate::telemetry::SENT_BYTES)
+                    },
                     meter: up,
                     wr: io.wr,
                     sealer: io.sealer,

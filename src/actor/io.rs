@@ -21,6 +21,7 @@ use super::scheduler::MIN_UNIT;
 use super::{CloseReason, Meter};
 use crate::crypto::Sealer;
 use crate::message::{Encoding, MessageDecoder};
+use crate::telemetry;
 use crate::wire::{seal_chunks, ChunkDecoder, ChunkError, Metadata};
 
 /// Most queued messages the writer takes per round; together with [`COALESCE_BYTES`] this is
@@ -88,6 +89,19 @@ impl<E: Encoding, M: Metadata> ReaderParts<E, M> {
     /// Returns the reason the connection must end, or `None` if it was cancelled.
     async fn run(mut self) -> Option<CloseReason> {
         let cancel = self.shared.cancel.clone();
+        // Metric handles taken once: recording is then an atomic add (a no-op without recorder).
+        let (bytes_in, msgs_in) = if telemetry::per_peer() {
+            let peer = self.shared.info.peer_id.to_string();
+            (
+                metrics::counter!(telemetry::RECEIVED_BYTES, "peer" => peer.clone()),
+                metrics::counter!(telemetry::RECEIVED_MESSAGES, "peer" => peer),
+            )
+        } else {
+            (
+                metrics::counter!(telemetry::RECEIVED_BYTES),
+                metrics::counter!(telemetry::RECEIVED_MESSAGES),
+            )
+        };
         let mut subscribers = self.subs.borrow_and_update().clone();
         let read_size = self.shared.config.read_buffer_size.max(1);
         // Allocated on demand and dropped when drained, so an idle connection holds no buffer.
@@ -120,6 +134,7 @@ impl<E: Encoding, M: Metadata> ReaderParts<E, M> {
                     Ok(0) => return Some(CloseReason::ConnectionClosed),
                     Ok(n) => {
                         self.shared.recv.fetch_add(n as u64, Ordering::Relaxed);
+                        bytes_in.increment(n as u64);
                         if let Some(m) = &self.meter {
                             m.consume(n);
                             allowed = allowed.saturating_sub(n);
@@ -133,7 +148,11 @@ impl<E: Encoding, M: Metadata> ReaderParts<E, M> {
                     let plaintext = match self.chunks.decode(&mut buf) {
                         Ok(Some(p)) => p,
                         Ok(None) => break,
-                        Err(ChunkError::DecipherError) => return Some(CloseReason::DecipherError),
+                        Err(ChunkError::DecipherError) => {
+                            metrics::counter!(telemetry::DECIPHER_FAILURES, "stage" => "message")
+                                .increment(1);
+                            return Some(CloseReason::DecipherError);
+                        }
                         Err(ChunkError::InvalidIncomingCiphertextSize { size }) => {
                             return Some(CloseReason::InvalidIncomingCiphertextSize { size })
                         }
@@ -142,6 +161,7 @@ impl<E: Encoding, M: Metadata> ReaderParts<E, M> {
                     loop {
                         match self.messages.next_message() {
                             Ok(Some((size, msg))) => {
+                                msgs_in.increment(1);
                                 if self.subs.has_changed().unwrap_or(false) {
                                     subscribers = self.subs.borrow_and_update().clone();
                                 }
@@ -212,6 +232,8 @@ pub(super) struct WriterActor<E: Encoding, M: Metadata> {
 }
 
 pub(super) struct WriterParts<E: Encoding, M: Metadata> {
+    /// Sent-bytes counter handle (see `telemetry`).
+    pub(super) bytes_out: metrics::Counter,
     pub(super) meter: Option<Arc<Meter>>,
     pub(super) wr: OwnedWriteHalf,
     pub(super) sealer: Sealer,
@@ -245,6 +267,11 @@ impl<E: Encoding, M: Metadata> Actor for WriterActor<E, M> {
 impl<E: Encoding, M: Metadata> WriterParts<E, M> {
     async fn run(mut self) -> Option<CloseReason> {
         let cancel = self.shared.cancel.clone();
+        let msgs_out = if telemetry::per_peer() {
+            metrics::counter!(telemetry::SENT_MESSAGES, "peer" => self.shared.info.peer_id.to_string())
+        } else {
+            metrics::counter!(telemetry::SENT_MESSAGES)
+        };
         let chunk_size = self.shared.config.binary_chunks_size;
         let mut batch = Vec::new();
         // Allocated on demand and dropped when the queue is drained (no idle 64 KiB buffers).
@@ -280,6 +307,9 @@ impl<E: Encoding, M: Metadata> WriterParts<E, M> {
             }
             // Written: release budgets (dropping permits) and wake `write_sync` / `close`.
             for cmd in batch.drain(..) {
+                if matches!(cmd, WriteCmd::Message { .. }) {
+                    msgs_out.increment(1);
+                }
                 match cmd {
                     WriteCmd::Message { done: Some(tx), .. } | WriteCmd::Flush(tx) => {
                         let _ = tx.send(());
@@ -316,6 +346,7 @@ impl<E: Encoding, M: Metadata> WriterParts<E, M> {
                 r = self.wr.write_all(&out[..n]) => r.map_err(|e| Some(io_reason(&e)))?,
             }
             self.shared.sent.fetch_add(n as u64, Ordering::Relaxed);
+            self.bytes_out.increment(n as u64);
             if let Some(m) = &self.meter {
                 m.consume(n);
             }

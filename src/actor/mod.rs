@@ -34,7 +34,7 @@ pub use connection::{
     ReadNow, RemoteMetadata, Stat, Subscribe, SubscribeClosed, Write, WriteNow, WriteSync,
 };
 pub use node::{Node, NodeBuilder, NodeConfig, NodeError, PeerInfo, DEFAULT_CONNECT_TIMEOUT};
-pub use registry::{NodeEvent, Registry, RegistryActor, SubscribeEvents};
+pub use registry::{is_refusal, NodeEvent, Registry, RegistryActor, SubscribeEvents};
 pub use scheduler::{Limits, Meter, Scheduler, SchedulerActor, SetLimits, REFRESH};
 pub use socket::authenticate_filtered;
 pub use socket::{

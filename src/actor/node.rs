@@ -260,6 +260,7 @@ impl<E: Encoding, M: Metadata> Node<E, M> {
         if let Some(listener) = listener {
             actix::spawn(listen(inner.clone(), listener));
         }
+        actix::spawn(sample_metrics(Arc::downgrade(&inner)));
         Ok(Self { inner })
     }
 
@@ -415,6 +416,56 @@ impl<E: Encoding, M: Metadata> Node<E, M> {
         for c in self.connections() {
             c.close(true).await;
         }
+    }
+}
+
+/// How often gauges are sampled (queue depths, limits, rates, registry sizes).
+const SAMPLE_PERIOD: Duration = Duration::from_secs(1);
+
+/// Sets the node's gauges every [`SAMPLE_PERIOD`] from state that is cheap to read, so that
+/// nothing on the data path updates a gauge. Ends with the node.
+async fn sample_metrics<E: Encoding, M: Metadata>(inner: std::sync::Weak<Inner<E, M>>) {
+    use crate::telemetry::*;
+    loop {
+        tokio::time::sleep(SAMPLE_PERIOD).await;
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.shutdown.is_cancelled() {
+            return;
+        }
+        let conns: Vec<Connection<E, M>> = inner
+            .connections
+            .iter()
+            .map(|c| c.value().clone())
+            .filter(|c| !c.is_closed())
+            .collect();
+        let incoming = conns.iter().filter(|c| c.info().incoming).count();
+        metrics::gauge!(CONNECTIONS, "direction" => "incoming").set(incoming as f64);
+        metrics::gauge!(CONNECTIONS, "direction" => "outgoing")
+            .set((conns.len() - incoming) as f64);
+        metrics::gauge!(READ_QUEUE_BYTES)
+            .set(conns.iter().map(|c| c.read_queue_bytes()).sum::<usize>() as f64);
+        metrics::gauge!(WRITE_QUEUE_BYTES)
+            .set(conns.iter().map(|c| c.write_queue_bytes()).sum::<usize>() as f64);
+        let limits = inner.scheduler.limits();
+        metrics::gauge!(BANDWIDTH_LIMIT, "direction" => "upload")
+            .set(limits.max_upload_bytes_per_s.unwrap_or(0) as f64);
+        metrics::gauge!(BANDWIDTH_LIMIT, "direction" => "download")
+            .set(limits.max_download_bytes_per_s.unwrap_or(0) as f64);
+        let stat = inner.scheduler.stat();
+        metrics::gauge!(BANDWIDTH_RATE, "direction" => "upload").set(stat.current_outflow as f64);
+        metrics::gauge!(BANDWIDTH_RATE, "direction" => "download").set(stat.current_inflow as f64);
+        let (up, down) = inner.scheduler.throttled();
+        metrics::gauge!(THROTTLED, "direction" => "upload").set(up.as_secs_f64());
+        metrics::gauge!(THROTTLED, "direction" => "download").set(down.as_secs_f64());
+        let (ips, peers, running, known) = {
+            let t = inner.registry.table();
+            let (ips, peers) = t.greylist_sizes();
+            (ips, peers, t.active(), t.known_points_count())
+        };
+        metrics::gauge!(GREYLIST, "kind" => "ip").set(ips as f64);
+        metrics::gauge!(GREYLIST, "kind" => "peer").set(peers as f64);
+        metrics::gauge!(PEERS, "state" => "running").set(running as f64);
+        metrics::gauge!(PEERS, "state" => "known_points").set(known as f64);
     }
 }
 

@@ -16,6 +16,7 @@ use super::connection::Closed;
 use crate::crypto::PeerId;
 use crate::peers::PeerTable;
 use crate::stat::Stat;
+use crate::telemetry;
 
 /// What a node tells its subscribers.
 #[derive(Debug, Clone, Message)]
@@ -56,6 +57,20 @@ pub enum NodeEvent {
     },
 }
 
+/// Whether a `Rejected` reason is a refusal by policy (ACL, Nack motive, no common protocol)
+/// rather than a failure of the peer's handshake.
+pub fn is_refusal(reason: &str) -> bool {
+    matches!(
+        reason,
+        "RejectedNoCommonProtocol"
+            | "PeerBanned"
+            | "Banned"
+            | "Greylisted"
+            | "Evicted"
+            | "TooManyPendingHandshakes"
+    ) || reason.contains('_') // octez Nack motives: Too_many_connections, Already_connected, …
+}
+
 /// A handle on the registry: the shared table and the actor.
 #[derive(Clone)]
 pub struct Registry {
@@ -92,8 +107,23 @@ impl Registry {
         self.addr.clone()
     }
 
-    /// Publishes an event to the subscribers.
+    /// Publishes an event to the subscribers (and counts handshakes and rejections).
     pub fn publish(&self, event: NodeEvent) {
+        match &event {
+            NodeEvent::Connected { .. } => {
+                metrics::counter!(telemetry::HANDSHAKES, "result" => "accepted").increment(1)
+            }
+            NodeEvent::Rejected { reason, .. } => {
+                metrics::counter!(telemetry::REJECTIONS, "reason" => *reason).increment(1);
+                let result = if is_refusal(reason) {
+                    "rejected"
+                } else {
+                    "failed"
+                };
+                metrics::counter!(telemetry::HANDSHAKES, "result" => result).increment(1);
+            }
+            NodeEvent::Disconnected { .. } => {}
+        }
         // Control plane: one message per connection event; the actor applies the drop policy.
         self.addr.do_send(Publish(event));
     }

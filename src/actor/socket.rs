@@ -12,6 +12,7 @@ use crate::handshake::{
     self, AuthError, AuthenticatedStream, ConnectionInfo, LocalConfig, PeerAnnounced,
 };
 use crate::message::Encoding;
+use crate::telemetry;
 use crate::wire::{Metadata, NackMotive, NetworkVersion};
 
 /// distributed_db versions current octez supports (it announces the largest, protocol.md §10.1).
@@ -88,7 +89,12 @@ pub async fn authenticate_filtered<M: Metadata>(
         handshake::authenticate(stream, local, incoming, remote_addr, filter),
     )
     .await
-    .map_err(|_| AuthError::Timeout)??;
+    .map_err(|_| AuthError::Timeout)?
+    .inspect_err(|e| {
+        if *e == AuthError::DecipherError {
+            metrics::counter!(telemetry::DECIPHER_FAILURES, "stage" => "handshake").increment(1);
+        }
+    })?;
     Ok(Authenticated {
         inner,
         deadline,
@@ -154,7 +160,21 @@ impl<M: Metadata> Authenticated<M> {
         };
         let (stream, session, bytes) = tokio::time::timeout_at(self.deadline, self.inner.accept())
             .await
-            .map_err(|_| AuthError::Timeout)??;
+            .map_err(|_| AuthError::Timeout)?
+            .inspect_err(|e| {
+                if *e == AuthError::InvalidAuth {
+                    metrics::counter!(telemetry::DECIPHER_FAILURES, "stage" => "ack").increment(1);
+                }
+            })?;
+        for (phase, d) in [
+            ("connection_message", bytes.connection_message),
+            ("key_derivation", bytes.key_derivation),
+            ("metadata", bytes.metadata),
+            ("ack", bytes.ack),
+        ] {
+            metrics::histogram!(telemetry::HANDSHAKE_DURATION, "phase" => phase)
+                .record(d.as_secs_f64());
+        }
         Ok(Connection::start(stream, session, version, config, bytes))
     }
 

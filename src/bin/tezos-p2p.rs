@@ -48,6 +48,13 @@ enum Command {
         /// Seconds allowed for an incoming peer's authenticate + accept (default 5, as octez).
         #[arg(long, default_value = "5", value_parser = parse_seconds)]
         handshake_timeout: Duration,
+        /// Serve Prometheus metrics on HOST:PORT (port 0 picks a free one; printed as a
+        /// `metrics` event).
+        #[arg(long)]
+        metrics_addr: Option<SocketAddr>,
+        /// Label byte and message counters by peer (high cardinality: small deployments only).
+        #[arg(long)]
+        metrics_per_peer: bool,
     },
     /// Connect to a peer and print one JSON event per line.
     Connect {
@@ -155,6 +162,8 @@ fn main() -> ExitCode {
             max_download_bytes_per_s,
             max_connections,
             handshake_timeout,
+            metrics_addr,
+            metrics_per_peer,
         } => net::listen(
             addr,
             peer,
@@ -166,6 +175,8 @@ fn main() -> ExitCode {
                 },
                 max_connections,
                 handshake_timeout,
+                metrics_addr,
+                metrics_per_peer,
             },
         ),
         Command::Connect { addr, peer } => net::connect(addr, peer),
@@ -435,6 +446,8 @@ mod net {
         pub(super) bandwidth: actor::Limits,
         pub(super) max_connections: usize,
         pub(super) handshake_timeout: Duration,
+        pub(super) metrics_addr: Option<SocketAddr>,
+        pub(super) metrics_per_peer: bool,
     }
 
     /// Forwards node events to the command's loop (bounded: the registry drops events for a
@@ -453,25 +466,26 @@ mod net {
         }
     }
 
-    /// Reasons of a `Rejected` node event that mean "turned away by policy", not a failure.
-    fn is_policy(reason: &str) -> bool {
-        matches!(
-            reason,
-            "RejectedNoCommonProtocol"
-                | "PeerBanned"
-                | "Banned"
-                | "Greylisted"
-                | "Evicted"
-                | "TooManyPendingHandshakes"
-        ) || reason.contains('_')
-    }
-
     pub(super) fn listen(addr: SocketAddr, peer: PeerArgs, opts: ListenOptions) -> ExitCode {
         let local = match local_config(&peer) {
             Ok(l) => l,
             Err(code) => return code,
         };
         actix::System::new().block_on(async move {
+            // Installed before the node starts, so every connection records into it.
+            let _telemetry = match opts.metrics_addr {
+                Some(maddr) => match tezos_p2p::telemetry::Telemetry::serve(maddr, opts.metrics_per_peer).await {
+                    Ok(t) => {
+                        emit(json!({"event": "metrics", "addr": point_text(&t.addr())}));
+                        Some(t)
+                    }
+                    Err(e) => {
+                        emit(json!({"event": "error", "error": "Metrics", "message": e.to_string()}));
+                        return ExitCode::FAILURE;
+                    }
+                },
+                None => None,
+            };
             let mut config = NodeConfig::new((*local.identity).clone(), ConnectionMetadata::default());
             config.listen_addr = Some(addr);
             config.version = local.version.clone();
@@ -514,7 +528,7 @@ mod net {
                     }
                     NodeEvent::Rejected { addr, peer_id, reason } => {
                         emit(json!({
-                            "event": if is_policy(reason) { "rejected" } else { "error" },
+                            "event": if actor::is_refusal(reason) { "rejected" } else { "error" },
                             "error": reason,
                             "addr": addr.map(|a| point_text(&a)),
                             "peer_id": peer_id.map(|p| p.to_string()),

@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 
@@ -76,6 +76,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     F: FnOnce(&PeerAnnounced<M>) -> Result<(), AuthError>,
 {
+    let t0 = Instant::now();
     let start = ExpectConnectionMessage::new(local, incoming, Nonce::random(), remote_addr)?;
     let mut bytes = HandshakeBytes::default();
     write_all(&mut io, start.bytes_to_send()).await?;
@@ -84,23 +85,36 @@ where
     bytes.recv += peer_msg.len();
     let announced = start.receive(&peer_msg)?;
     filter(&announced)?;
+    let t1 = Instant::now();
+    bytes.connection_message = t1 - t0;
     let (expect_metadata, metadata_chunk) = announced.derive_keys()?;
+    let t2 = Instant::now();
+    bytes.key_derivation = t2 - t1;
     write_all(&mut io, &metadata_chunk).await?;
     bytes.sent += metadata_chunk.len();
     let peer_metadata = read_frame(&mut io, true, AuthError::ConnectionClosed).await?;
     bytes.recv += peer_metadata.len();
     let state = expect_metadata.receive(peer_metadata)?;
+    bytes.metadata = t2.elapsed();
     Ok(AuthenticatedStream { io, state, bytes })
 }
 
 /// Raw bytes the handshake moved each way (they count in the connection's `P2p_stat`, as octez
-/// counts every socket byte).
+/// counts every socket byte), and how long each phase took (for metrics).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HandshakeBytes {
     /// Bytes written.
     pub sent: usize,
     /// Bytes read.
     pub recv: usize,
+    /// Exchanging connection messages (including the peer's PoW check).
+    pub connection_message: Duration,
+    /// X25519, HSalsa20 and sealing our metadata.
+    pub key_derivation: Duration,
+    /// Exchanging metadata chunks.
+    pub metadata: Duration,
+    /// Exchanging Acks.
+    pub ack: Duration,
 }
 
 /// A stream whose peer is authenticated: [`accept`](Self::accept) or [`nack`](Self::nack) it.
@@ -124,6 +138,7 @@ impl<M: Metadata, S: AsyncRead + AsyncWrite + Unpin> AuthenticatedStream<M, S> {
             state,
             mut bytes,
         } = self;
+        let t0 = Instant::now();
         let (expect_ack, ack) = state.accept()?;
         write_all(&mut io, &ack)
             .await
@@ -132,6 +147,7 @@ impl<M: Metadata, S: AsyncRead + AsyncWrite + Unpin> AuthenticatedStream<M, S> {
         let peer_ack = read_frame(&mut io, true, AuthError::RejectedSocketConnection).await?;
         bytes.recv += peer_ack.len();
         let session = expect_ack.receive(peer_ack)?;
+        bytes.ack = t0.elapsed();
         Ok((io, session, bytes))
     }
 
