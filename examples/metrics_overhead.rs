@@ -15,11 +15,7 @@ use tezos_p2p::telemetry::Telemetry;
 fn child(metrics: bool, secs: f64) {
     let rate = actix::System::new().block_on(async move {
         let telemetry = if metrics {
-            Some(
-                Telemetry::serve("127.0.0.1:0".parse().expect("addr"), false)
-                    .await
-                    .expect("telemetry"),
-            )
+            Some(Telemetry::serve("127.0.0.1:0".parse().expect("addr"), false).await.expect("telemetry"))
         } else {
             None
         };
@@ -44,24 +40,15 @@ fn child(metrics: bool, secs: f64) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--child") {
-        child(
-            args.get(2).map(String::as_str) == Some("on"),
-            args.get(3).and_then(|s| s.parse().ok()).unwrap_or(3.0),
-        );
+        child(args.get(2).map(String::as_str) == Some("on"), args.get(3).and_then(|s| s.parse().ok()).unwrap_or(3.0));
         return;
     }
     let secs: f64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3.0);
     let rounds: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(3);
     let exe = std::env::current_exe().expect("exe");
     let run = |mode: &str| -> f64 {
-        let out = std::process::Command::new(&exe)
-            .args(["--child", mode, &secs.to_string()])
-            .output()
-            .expect("child");
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .expect("rate")
+        let out = std::process::Command::new(&exe).args(["--child", mode, &secs.to_string()]).output().expect("child");
+        String::from_utf8_lossy(&out.stdout).trim().parse().expect("rate")
     };
     let (mut off, mut on) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
@@ -73,5 +60,10 @@ fn main() {
         v[v.len() / 2]
     };
     let (off, on) = (median(&mut off), median(&mut on));
-    println!("one connection, 64 KiB messages: {:.1} MB/s with metrics recorded and exported, {:.1} MB/s without ({:.3}x)", on / 1e6, off / 1e6, on / off);
+    println!(
+        "one connection, 64 KiB messages: {:.1} MB/s with metrics recorded and exported, {:.1} MB/s without ({:.3}x)",
+        on / 1e6,
+        off / 1e6,
+        on / off
+    );
 }

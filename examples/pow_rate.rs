@@ -22,12 +22,8 @@ fn rate(threads: usize, secs: f64) -> f64 {
             cancel.store(true, Ordering::Relaxed);
         }
     };
-    let opts = GenerateOptions {
-        threads,
-        cancel: &cancel,
-        progress: &progress,
-        progress_interval: Duration::from_millis(50),
-    };
+    let opts =
+        GenerateOptions { threads, cancel: &cancel, progress: &progress, progress_interval: Duration::from_millis(50) };
     let found = generate(&pk, &target, &opts);
     assert!(found.is_none(), "difficulty 250 cannot be met");
     last.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()

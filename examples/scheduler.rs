@@ -31,13 +31,7 @@ fn local() -> Arc<LocalConfig<ConnectionMetadata>> {
 
 /// Runs `senders` greedy connections into one receiver whose connections use `config`; returns
 /// bytes received per sender during the `secs` window that starts after a 1 s warm-up.
-async fn run(
-    workers: &Workers,
-    senders: usize,
-    config: ConnectionConfig,
-    size: usize,
-    secs: f64,
-) -> Vec<u64> {
+async fn run(workers: &Workers, senders: usize, config: ConnectionConfig, size: usize, secs: f64) -> Vec<u64> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.set_nonblocking(true).expect("nonblocking");
     let addr = listener.local_addr().expect("addr");
@@ -52,13 +46,8 @@ async fn run(
         let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
         for i in 0..senders {
             let (s, _) = listener.accept().await.expect("accept");
-            let auth = actor::authenticate(s, local(), true, Duration::from_secs(10))
-                .await
-                .expect("auth");
-            let conn = auth
-                .accept::<RawMessage>(config.clone())
-                .await
-                .expect("accept");
+            let auth = actor::authenticate(s, local(), true, Duration::from_secs(10)).await.expect("auth");
+            let conn = auth.accept::<RawMessage>(config.clone()).await.expect("accept");
             let counters = receiver_counters.clone();
             let stop = receiver_stop.clone();
             actix::spawn(async move {
@@ -78,13 +67,8 @@ async fn run(
     });
     for _ in 0..senders {
         workers.next().spawn(async move {
-            let auth = actor::connect(addr, local(), Duration::from_secs(10))
-                .await
-                .expect("connect");
-            let conn = auth
-                .accept::<RawMessage>(ConnectionConfig::default())
-                .await
-                .expect("accept");
+            let auth = actor::connect(addr, local(), Duration::from_secs(10)).await.expect("connect");
+            let conn = auth.accept::<RawMessage>(ConnectionConfig::default()).await.expect("accept");
             let msg = RawMessage(Bytes::from(vec![1u8; size]));
             while conn.write(&msg).await.is_ok() {}
         });
@@ -96,24 +80,18 @@ async fn run(
     tokio::time::sleep(Duration::from_secs_f64(secs)).await;
     let elapsed = start.elapsed().as_secs_f64();
     stop.cancel();
-    counters
-        .iter()
-        .zip(before)
-        .map(|(c, b)| ((c.load(Ordering::Relaxed) - b) as f64 * secs / elapsed) as u64)
-        .collect()
+    counters.iter().zip(before).map(|(c, b)| ((c.load(Ordering::Relaxed) - b) as f64 * secs / elapsed) as u64).collect()
 }
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let secs: f64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(10.0);
-    let limit: u64 = args
-        .next()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20 * 1024 * 1024);
+    let limit: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(20 * 1024 * 1024);
     actix::System::new().block_on(async move {
         let workers = Workers::new(2);
         for n in [1usize, 8, 50] {
-            let scheduler = Scheduler::start(Limits { max_upload_bytes_per_s: None, max_download_bytes_per_s: Some(limit) });
+            let scheduler =
+                Scheduler::start(Limits { max_upload_bytes_per_s: None, max_download_bytes_per_s: Some(limit) });
             let config = ConnectionConfig { scheduler: Some(scheduler), ..Default::default() };
             let got = run(&workers, n, config, 16 * 1024, secs).await;
             let total: u64 = got.iter().sum();

@@ -48,19 +48,12 @@ fn main() {
         let mut silent = Vec::new();
         for i in 0..1000u32 {
             let s = TcpSocket::new_v4().expect("socket");
-            s.bind(SocketAddr::new(
-                IpAddr::from([127, 0, 2 + (i / 250) as u8, (i % 250) as u8 + 1]),
-                0,
-            ))
-            .expect("bind");
+            s.bind(SocketAddr::new(IpAddr::from([127, 0, 2 + (i / 250) as u8, (i % 250) as u8 + 1]), 0)).expect("bind");
             silent.push(s.connect(addr).await.expect("connect"));
         }
         let flooded = handshake_ms(addr, 50).await;
         println!("median handshake latency, idle node: {idle:.3} ms");
-        println!(
-            "median handshake latency, 1000 silent sockets: {flooded:.3} ms ({:.2}x)",
-            flooded / idle
-        );
+        println!("median handshake latency, 1000 silent sockets: {flooded:.3} ms ({:.2}x)", flooded / idle);
         drop(silent);
     });
 }

@@ -29,10 +29,7 @@ fn raw_seal_open(secs: f64) -> f64 {
 }
 
 fn main() {
-    let secs: f64 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5.0);
+    let secs: f64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(5.0);
     let ceiling = raw_seal_open(secs);
     let (big, small) = actix::System::new().block_on(async move {
         let workers = Workers::new(2);
@@ -40,17 +37,11 @@ fn main() {
         let small = connection_rate(&workers, 1024, secs).await;
         (big, small)
     });
-    println!(
-        "raw seal+open, 65517-byte chunks, 1 core: {:8.1} MB/s",
-        ceiling / 1e6
-    );
+    println!("raw seal+open, 65517-byte chunks, 1 core: {:8.1} MB/s", ceiling / 1e6);
     println!(
         "connection, 64 KiB messages:               {:8.1} MB/s  ({:.2}x the raw seal+open rate)",
         big / 1e6,
         big / ceiling
     );
-    println!(
-        "connection, 1 KiB messages:                {:8.1} MB/s",
-        small / 1e6
-    );
+    println!("connection, 1 KiB messages:                {:8.1} MB/s", small / 1e6);
 }

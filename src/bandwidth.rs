@@ -23,11 +23,7 @@ pub struct MeterState {
 
 impl Default for MeterState {
     fn default() -> Self {
-        Self {
-            tokens: 0,
-            waiting: false,
-            weight: 1,
-        }
+        Self { tokens: 0, waiting: false, weight: 1 }
     }
 }
 
@@ -46,7 +42,8 @@ pub fn refresh(meters: &mut [MeterState], limit: u64, period: Duration) {
     for m in meters.iter_mut() {
         let w = weight_of(m);
         if wants(m) {
-            let share = budget.saturating_mul(w) / wanting_weight.max(1);
+            // At least one byte, so a tiny limit spread over many connections never stalls them all.
+            let share = (budget.saturating_mul(w) / wanting_weight.max(1)).max(1);
             m.tokens = m.tokens.min(0).saturating_add(share);
             m.waiting = false;
         } else {
@@ -80,13 +77,8 @@ mod tests {
 
     /// Runs `secs` seconds of simulated time in 1 ms steps with a refresh every `period_ms`.
     fn simulate(senders: &mut [Sender], weights: &[u32], limit: u64, secs: u64, period_ms: u64) {
-        let mut meters: Vec<MeterState> = weights
-            .iter()
-            .map(|&w| MeterState {
-                weight: w,
-                ..Default::default()
-            })
-            .collect();
+        let mut meters: Vec<MeterState> =
+            weights.iter().map(|&w| MeterState { weight: w, ..Default::default() }).collect();
         for ms in 0..secs * 1000 {
             if ms % period_ms == 0 {
                 refresh(&mut meters, limit, Duration::from_millis(period_ms));
@@ -111,14 +103,7 @@ mod tests {
     }
 
     fn greedy(n: usize) -> Vec<Sender> {
-        (0..n)
-            .map(|_| Sender {
-                demand_per_ms: 1 << 30,
-                unit: 16 * 1024,
-                sent: 0,
-                backlog: 0,
-            })
-            .collect()
+        (0..n).map(|_| Sender { demand_per_ms: 1 << 30, unit: 16 * 1024, sent: 0, backlog: 0 }).collect()
     }
 
     #[test]
@@ -130,11 +115,7 @@ mod tests {
             let total: i64 = s.iter().map(|x| x.sent).sum();
             let expected = limit as f64 * 10.0;
             let err = (total as f64 - expected).abs() / expected;
-            assert!(
-                err <= 0.05,
-                "{n} senders: {total} vs {expected} ({:.2}%)",
-                err * 100.0
-            );
+            assert!(err <= 0.05, "{n} senders: {total} vs {expected} ({:.2}%)", err * 100.0);
             let jain = jain_index(&s.iter().map(|x| x.sent as f64).collect::<Vec<_>>());
             assert!(jain >= 0.95, "{n} senders: Jain {jain}");
         }
@@ -144,30 +125,13 @@ mod tests {
     fn a_light_connection_leaves_the_rest_to_a_greedy_one() {
         let limit = 1_000_000u64; // 1000 bytes per ms
         let mut s = vec![
-            Sender {
-                demand_per_ms: 100,
-                unit: 100,
-                sent: 0,
-                backlog: 0,
-            }, // 10% of the limit
-            Sender {
-                demand_per_ms: 1 << 30,
-                unit: 1000,
-                sent: 0,
-                backlog: 0,
-            },
+            Sender { demand_per_ms: 100, unit: 100, sent: 0, backlog: 0 }, // 10% of the limit
+            Sender { demand_per_ms: 1 << 30, unit: 1000, sent: 0, backlog: 0 },
         ];
         simulate(&mut s, &[1, 1], limit, 10, 100);
         let (light, heavy) = (s[0].sent as f64, s[1].sent as f64);
-        assert!(
-            (light - 1_000_000.0).abs() / 1_000_000.0 < 0.05,
-            "light got {light}"
-        );
-        assert!(
-            (light + heavy - 10_000_000.0).abs() / 10_000_000.0 < 0.05,
-            "total {}",
-            light + heavy
-        );
+        assert!((light - 1_000_000.0).abs() / 1_000_000.0 < 0.05, "light got {light}");
+        assert!((light + heavy - 10_000_000.0).abs() / 10_000_000.0 < 0.05, "total {}", light + heavy);
         assert!(heavy > 8_500_000.0, "greedy got only {heavy}");
     }
 

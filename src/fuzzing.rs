@@ -13,9 +13,7 @@ use crate::handshake::{Handshake, LocalConfig, Status};
 use crate::identity::Identity;
 use crate::message::{Encoding, P2pMessage, RawMessage};
 use crate::pow::{PowTarget, Stamp};
-use crate::wire::{
-    AckMessage, ChunkDecoder, ConnectionMessage, ConnectionMetadata, Metadata, NetworkVersion,
-};
+use crate::wire::{AckMessage, ChunkDecoder, ConnectionMessage, ConnectionMetadata, Metadata, NetworkVersion};
 
 /// Decodes a connection message (prefix included); whatever decodes re-encodes identically.
 pub fn connection_message(data: &[u8]) {
@@ -75,17 +73,13 @@ fn local() -> Arc<LocalConfig<ConnectionMetadata>> {
     static LOCAL: OnceLock<Arc<LocalConfig<ConnectionMetadata>>> = OnceLock::new();
     LOCAL
         .get_or_init(|| {
-            let identity = Identity::from_secret_key(
-                SecretKey::from_bytes([42; 32]),
-                Stamp::from_bytes([0; 24]),
-            );
+            let identity = Identity::from_secret_key(SecretKey::from_bytes([42; 32]), Stamp::from_bytes([0; 24]));
             Arc::new(LocalConfig {
                 identity: Arc::new(identity),
                 advertised_port: Some(9732),
                 version: NetworkVersion::current("TEZOS_MAINNET"),
                 metadata: ConnectionMetadata::default(),
-                expected_pow: PowTarget::new(0.0)
-                    .unwrap_or_else(|_| unreachable!("0 is a valid difficulty")),
+                expected_pow: PowTarget::new(0.0).unwrap_or_else(|_| unreachable!("0 is a valid difficulty")),
             })
         })
         .clone()

@@ -57,9 +57,7 @@ pub enum IdentityError {
         public_key: PublicKey,
     },
     /// The stamp does not meet the expected difficulty (octez `Insufficient_proof_of_work`).
-    #[error(
-        "proof of work below the expected level: expected {expected}, the stamp reaches {reached}"
-    )]
+    #[error("proof of work below the expected level: expected {expected}, the stamp reaches {reached}")]
     InsufficientProofOfWork {
         /// Required difficulty.
         expected: f64,
@@ -114,12 +112,7 @@ impl Identity {
     /// Builds an identity from a secret key and a stamp.
     pub fn from_secret_key(secret_key: SecretKey, proof_of_work_stamp: Stamp) -> Self {
         let public_key = secret_key.public_key();
-        Self {
-            peer_id: public_key.peer_id(),
-            public_key,
-            secret_key,
-            proof_of_work_stamp,
-        }
+        Self { peer_id: public_key.peer_id(), public_key, secret_key, proof_of_work_stamp }
     }
 
     /// A throw-away identity at difficulty 0 (a random stamp), for tests and ephemeral peers.
@@ -144,10 +137,7 @@ impl Identity {
         if pow::check_proof_of_work(&self.public_key, &self.proof_of_work_stamp, target) {
             Ok(())
         } else {
-            Err(IdentityError::InsufficientProofOfWork {
-                expected: target.difficulty(),
-                reached: self.pow_level(),
-            })
+            Err(IdentityError::InsufficientProofOfWork { expected: target.difficulty(), reached: self.pow_level() })
         }
     }
 
@@ -158,14 +148,11 @@ impl Identity {
         let public_key = PublicKey::from_bytes(hex_field("public_key", &raw.public_key)?);
         let secret = Zeroizing::new(hex_field::<32>("secret_key", &raw.secret_key)?);
         let secret_key = SecretKey::from_bytes(*secret);
-        let proof_of_work_stamp =
-            Stamp::from_bytes(hex_field("proof_of_work_stamp", &raw.proof_of_work_stamp)?);
+        let proof_of_work_stamp = Stamp::from_bytes(hex_field("proof_of_work_stamp", &raw.proof_of_work_stamp)?);
         let computed = public_key.peer_id();
         if let Some(text) = raw.peer_id {
-            let file: PeerId = text.parse().map_err(|e| IdentityError::InvalidField {
-                field: "peer_id",
-                reason: format!("{e}"),
-            })?;
+            let file: PeerId =
+                text.parse().map_err(|e| IdentityError::InvalidField { field: "peer_id", reason: format!("{e}") })?;
             if file != computed {
                 return Err(IdentityError::IdentityMismatch { file, computed });
             }
@@ -173,12 +160,7 @@ impl Identity {
         if secret_key.public_key() != public_key {
             return Err(IdentityError::IdentityKeysMismatch { public_key });
         }
-        Ok(Self {
-            peer_id: computed,
-            public_key,
-            secret_key,
-            proof_of_work_stamp,
-        })
+        Ok(Self { peer_id: computed, public_key, secret_key, proof_of_work_stamp })
     }
 
     /// The octez JSON text (fields in octez's order, lowercase hex). Contains the secret key:
@@ -202,33 +184,22 @@ impl Identity {
 
     /// Reads and validates an identity file (without a PoW requirement).
     pub fn load(path: &Path) -> Result<Self, IdentityError> {
-        let text =
-            Zeroizing::new(
-                fs::read_to_string(path).map_err(|source| IdentityError::Io {
-                    path: path.to_owned(),
-                    source,
-                })?,
-            );
+        let text = Zeroizing::new(
+            fs::read_to_string(path).map_err(|source| IdentityError::Io { path: path.to_owned(), source })?,
+        );
         Self::from_json(&text)
     }
 
     /// Writes the identity atomically with mode 0600. Without `overwrite`, an existing file is
     /// left alone and [`IdentityError::AlreadyExists`] returned.
     pub fn save(&self, path: &Path, overwrite: bool) -> Result<(), IdentityError> {
-        let io = |source| IdentityError::Io {
-            path: path.to_owned(),
-            source,
-        };
+        let io = |source| IdentityError::Io { path: path.to_owned(), source };
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
         };
         // tempfile creates the file with mode 0600 on Unix.
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".identity")
-            .suffix(".tmp")
-            .tempfile_in(dir)
-            .map_err(io)?;
+        let mut tmp = tempfile::Builder::new().prefix(".identity").suffix(".tmp").tempfile_in(dir).map_err(io)?;
         tmp.write_all(self.to_json().as_bytes()).map_err(io)?;
         tmp.as_file().sync_all().map_err(io)?;
         if overwrite {
@@ -238,9 +209,7 @@ impl Identity {
             // writer's file could be replaced.
             tmp.persist_noclobber(path).map_err(|e| {
                 if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-                    IdentityError::AlreadyExists {
-                        path: path.to_owned(),
-                    }
+                    IdentityError::AlreadyExists { path: path.to_owned() }
                 } else {
                     io(e.error)
                 }
@@ -265,14 +234,8 @@ mod tests {
         assert_eq!(mode, 0o600);
         let back = Identity::load(&path).unwrap();
         assert_eq!(back.peer_id, id.peer_id);
-        assert_eq!(
-            back.secret_key.expose_secret(),
-            id.secret_key.expose_secret()
-        );
-        assert!(matches!(
-            Identity::ephemeral().save(&path, false),
-            Err(IdentityError::AlreadyExists { .. })
-        ));
+        assert_eq!(back.secret_key.expose_secret(), id.secret_key.expose_secret());
+        assert!(matches!(Identity::ephemeral().save(&path, false), Err(IdentityError::AlreadyExists { .. })));
         // Nothing but the identity is left in the directory.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
         Identity::ephemeral().save(&path, true).unwrap();
@@ -285,29 +248,12 @@ mod tests {
         let json = id.to_json();
         let other = Identity::ephemeral();
         let swap_pid = json.replace(&id.peer_id.to_string(), &other.peer_id.to_string());
-        assert!(matches!(
-            Identity::from_json(&swap_pid),
-            Err(IdentityError::IdentityMismatch { .. })
-        ));
-        let swap_sk = json.replace(
-            &hex::encode(id.secret_key.expose_secret()),
-            &hex::encode(other.secret_key.expose_secret()),
-        );
-        assert!(matches!(
-            Identity::from_json(&swap_sk),
-            Err(IdentityError::IdentityKeysMismatch { .. })
-        ));
-        assert!(matches!(
-            Identity::from_json("{"),
-            Err(IdentityError::Json(_))
-        ));
+        assert!(matches!(Identity::from_json(&swap_pid), Err(IdentityError::IdentityMismatch { .. })));
+        let swap_sk =
+            json.replace(&hex::encode(id.secret_key.expose_secret()), &hex::encode(other.secret_key.expose_secret()));
+        assert!(matches!(Identity::from_json(&swap_sk), Err(IdentityError::IdentityKeysMismatch { .. })));
+        assert!(matches!(Identity::from_json("{"), Err(IdentityError::Json(_))));
         let short = json.replace(&id.public_key.to_hex(), "abcd");
-        assert!(matches!(
-            Identity::from_json(&short),
-            Err(IdentityError::InvalidField {
-                field: "public_key",
-                ..
-            })
-        ));
+        assert!(matches!(Identity::from_json(&short), Err(IdentityError::InvalidField { field: "public_key", .. })));
     }
 }

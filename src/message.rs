@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf as _, Bytes, BytesMut};
 
 use crate::crypto::PeerId;
 use crate::wire::{decode_point, encode_point, DecodeError, EncodeError, Reader};
@@ -32,24 +32,14 @@ pub trait Encoding: Sized + Clone + Send + 'static {
 const SIZE_PREFIX: usize = 4;
 
 /// `frame_size` of a `dynamic_size` encoding: 4 + the `u32be` prefix, bounded by `max`.
-fn dynamic_frame_size(
-    prefix: &[u8],
-    max: usize,
-    what: &'static str,
-) -> Result<Option<usize>, DecodeError> {
+fn dynamic_frame_size(prefix: &[u8], max: usize, what: &'static str) -> Result<Option<usize>, DecodeError> {
     let Some(len) = prefix.first_chunk::<SIZE_PREFIX>() else {
         return Ok(None);
     };
     // Saturating: no overflow on 32-bit targets, where a u32 length may not fit beside 4.
-    let total = usize::try_from(u32::from_be_bytes(*len))
-        .unwrap_or(usize::MAX)
-        .saturating_add(SIZE_PREFIX);
+    let total = usize::try_from(u32::from_be_bytes(*len)).unwrap_or(usize::MAX).saturating_add(SIZE_PREFIX);
     if total > max {
-        return Err(DecodeError::SizeLimit {
-            what,
-            size: total,
-            max,
-        });
+        return Err(DecodeError::SizeLimit { what, size: total, max });
     }
     Ok(Some(total))
 }
@@ -67,11 +57,7 @@ fn encode_dynamic(
     let total = out.len() - start;
     if total > max {
         out.truncate(start);
-        return Err(EncodeError::SizeLimit {
-            what,
-            size: total,
-            max,
-        });
+        return Err(EncodeError::SizeLimit { what, size: total, max });
     }
     // total ≤ max ≤ u32::MAX for every encoding here.
     let body = (total - SIZE_PREFIX) as u32;
@@ -151,21 +137,7 @@ pub enum P2pMessage {
 pub fn is_application_tag(tag: u16) -> bool {
     matches!(
         tag,
-        0x10..=0x14
-            | 0x20
-            | 0x21
-            | 0x30
-            | 0x31
-            | 0x40
-            | 0x41
-            | 0x60
-            | 0x61
-            | 0x70
-            | 0x71
-            | 0x80
-            | 0x81
-            | 0x90
-            | 0x91
+        0x10..=0x14 | 0x20 | 0x21 | 0x30 | 0x31 | 0x40 | 0x41 | 0x60 | 0x61 | 0x70 | 0x71 | 0x80 | 0x81 | 0x90 | 0x91
     )
 }
 
@@ -208,9 +180,7 @@ impl Encoding for P2pMessage {
                 }
                 Self::Message { tag, body } => {
                     if !is_application_tag(*tag) {
-                        return Err(EncodeError::InvalidValue(
-                            "not a distributed_db message tag",
-                        ));
+                        return Err(EncodeError::InvalidValue("not a distributed_db message tag"));
                     }
                     out.extend_from_slice(body);
                 }
@@ -259,17 +229,17 @@ impl Encoding for P2pMessage {
                 r.take("message body", r.remaining())?;
                 Self::Message { tag, body }
             }
-            tag => {
-                return Err(DecodeError::InvalidTag {
-                    what: "p2p message",
-                    tag,
-                })
-            }
+            tag => return Err(DecodeError::InvalidTag { what: "p2p message", tag }),
         };
         r.finish("p2p message")?;
         Ok(msg)
     }
 }
+
+/// Messages below this size are copied out of the read buffer instead of sharing it: a shared
+/// slice keeps the whole buffer (up to 64 KiB) alive, so sharing only pays for large messages,
+/// and this bounds the memory a queued message can pin to about twice its size.
+const COPY_BELOW: usize = 32 * 1024;
 
 /// Reassembles typed messages from chunk plaintexts (octez's streaming decoder, §9.2): a message
 /// may span chunks and a chunk may hold several messages.
@@ -287,11 +257,7 @@ pub struct MessageDecoder<E> {
 impl<E: Encoding> MessageDecoder<E> {
     /// A decoder refusing messages over `max_size` bytes (and over `E::MAX_SIZE` in any case).
     pub fn new(max_size: usize) -> Self {
-        Self {
-            buf: BytesMut::new(),
-            max_size: max_size.min(E::MAX_SIZE),
-            _encoding: std::marker::PhantomData,
-        }
+        Self { buf: BytesMut::new(), max_size: max_size.min(E::MAX_SIZE), _encoding: std::marker::PhantomData }
     }
 
     /// Appends the plaintext of the next chunk.
@@ -315,16 +281,20 @@ impl<E: Encoding> MessageDecoder<E> {
             return Ok(None);
         };
         if size > self.max_size {
-            return Err(DecodeError::SizeLimit {
-                what: "message",
-                size,
-                max: self.max_size,
-            });
+            return Err(DecodeError::SizeLimit { what: "message", size, max: self.max_size });
         }
         if self.buf.len() < size {
             return Ok(None);
         }
-        let frame = self.buf.split_to(size).freeze();
+        // A small message is copied out rather than sliced, so that it does not keep alive the
+        // whole read buffer it arrived in (a 6-byte message must not pin 64 KiB while queued).
+        let frame = if size < COPY_BELOW {
+            let f = Bytes::copy_from_slice(&self.buf[..size]);
+            self.buf.advance(size);
+            f
+        } else {
+            self.buf.split_to(size).freeze()
+        };
         if self.buf.is_empty() {
             // Drop the reference to the (possibly large) read buffer this frame came from.
             self.buf = BytesMut::new();
@@ -341,10 +311,7 @@ mod tests {
     fn frame_size_is_checked_before_anything_is_buffered() {
         assert_eq!(RawMessage::frame_size(&[0, 0]), Ok(None));
         assert_eq!(RawMessage::frame_size(&[0, 0, 0, 3, 1]), Ok(Some(7)));
-        assert!(matches!(
-            RawMessage::frame_size(&[0xff; 4]),
-            Err(DecodeError::SizeLimit { .. })
-        ));
+        assert!(matches!(RawMessage::frame_size(&[0xff; 4]), Err(DecodeError::SizeLimit { .. })));
     }
 
     #[test]
@@ -352,9 +319,7 @@ mod tests {
         let mut stream = Vec::new();
         let bodies: Vec<Vec<u8>> = (0..20).map(|i| vec![i as u8; i * 7]).collect();
         for b in &bodies {
-            RawMessage(Bytes::from(b.clone()))
-                .encode(&mut stream)
-                .unwrap();
+            RawMessage(Bytes::from(b.clone())).encode(&mut stream).unwrap();
         }
         for piece in [1, 3, 10, 64, 1000] {
             let mut d = MessageDecoder::<RawMessage>::new(1 << 20);
@@ -372,17 +337,23 @@ mod tests {
     }
 
     #[test]
+    fn small_messages_do_not_pin_the_read_buffer() {
+        let mut stream = Vec::new();
+        RawMessage(Bytes::from_static(b"tiny")).encode(&mut stream).unwrap();
+        let mut big = BytesMut::with_capacity(64 * 1024);
+        big.extend_from_slice(&stream);
+        let range = big.as_ptr() as usize..big.as_ptr() as usize + big.capacity();
+        let mut d = MessageDecoder::<RawMessage>::new(1 << 20);
+        d.push(big);
+        let (_, m) = d.next_message().unwrap().unwrap();
+        assert!(!range.contains(&(m.0.as_ptr() as usize)), "a 4-byte message shares the 64 KiB buffer");
+    }
+
+    #[test]
     fn an_oversized_prefix_is_refused_before_the_body_arrives() {
         let mut d = MessageDecoder::<RawMessage>::new(100);
         d.push(BytesMut::from(&[0, 0, 0, 97][..]));
-        assert!(matches!(
-            d.next_message(),
-            Err(DecodeError::SizeLimit {
-                size: 101,
-                max: 100,
-                ..
-            })
-        ));
+        assert!(matches!(d.next_message(), Err(DecodeError::SizeLimit { size: 101, max: 100, .. })));
         let mut d = MessageDecoder::<RawMessage>::new(100);
         d.push(BytesMut::from(&[0, 0, 0, 96][..]));
         assert_eq!(d.next_message(), Ok(None));
@@ -390,18 +361,12 @@ mod tests {
 
     #[test]
     fn application_messages_keep_their_tag_and_body() {
-        let m = P2pMessage::Message {
-            tag: 0x10,
-            body: Bytes::from_static(b"\x01\x02"),
-        };
+        let m = P2pMessage::Message { tag: 0x10, body: Bytes::from_static(b"\x01\x02") };
         let mut out = Vec::new();
         m.encode(&mut out).unwrap();
         assert_eq!(out, b"\x00\x00\x00\x04\x00\x10\x01\x02");
         assert_eq!(P2pMessage::decode(out.into()).unwrap(), m);
-        let bad = P2pMessage::Message {
-            tag: 2,
-            body: Bytes::new(),
-        };
+        let bad = P2pMessage::Message { tag: 2, body: Bytes::new() };
         assert!(bad.encode(&mut Vec::new()).is_err());
     }
 }

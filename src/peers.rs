@@ -8,6 +8,11 @@ use std::time::{Duration, Instant};
 
 use crate::crypto::PeerId;
 
+/// `now + d`, saturating at about a century for "forever" timeouts such as `Duration::MAX`.
+fn far(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
+}
+
 /// ACL settings (defaults from octez `P2p_limits`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AclConfig {
@@ -45,10 +50,7 @@ pub struct ConnectionLimits {
 
 impl Default for ConnectionLimits {
     fn default() -> Self {
-        Self {
-            max_connections: 100,
-            max_pending_incoming: 20,
-        }
+        Self { max_connections: 100, max_pending_incoming: 20 }
     }
 }
 
@@ -81,17 +83,15 @@ struct Greylist<K> {
 
 impl<K: Hash + Eq + Clone> Greylist<K> {
     fn new(capacity: usize) -> Self {
-        Self {
-            until: HashMap::new(),
-            order: VecDeque::new(),
-            capacity: capacity.max(1),
-        }
+        Self { until: HashMap::new(), order: VecDeque::new(), capacity: capacity.max(1) }
     }
 
     fn add(&mut self, k: K, until: Instant) {
-        if self.until.insert(k.clone(), until).is_none() {
-            self.order.push_back(k);
+        if self.until.insert(k.clone(), until).is_some() {
+            // A repeat offender moves to the back of the eviction order.
+            self.order.retain(|x| x != &k);
         }
+        self.order.push_back(k);
         while self.until.len() > self.capacity {
             match self.order.pop_front() {
                 Some(old) => {
@@ -224,7 +224,7 @@ impl PeerTable {
 
     /// Greylists an address until `now + greylist_timeout`.
     pub fn greylist_ip(&mut self, ip: IpAddr, now: Instant) {
-        self.grey_ips.add(ip, now + self.acl.greylist_timeout);
+        self.grey_ips.add(ip, far(now, self.acl.greylist_timeout));
     }
 
     /// Greylists a peer id and its address (octez `greylist_peer`). Trusted peers are spared.
@@ -232,7 +232,7 @@ impl PeerTable {
         if self.trusted_peers.contains(&peer) {
             return;
         }
-        self.grey_peers.add(peer, now + self.acl.greylist_timeout);
+        self.grey_peers.add(peer, far(now, self.acl.greylist_timeout));
         self.greylist_ip(ip, now);
     }
 
@@ -273,10 +273,7 @@ impl PeerTable {
 
     /// Running (and being accepted) connections.
     pub fn active(&self) -> usize {
-        self.peers
-            .values()
-            .filter(|p| p.state != PeerState::Disconnected)
-            .count()
+        self.peers.values().filter(|p| p.state != PeerState::Disconnected).count()
     }
 
     /// Reserves the peer for an accept (octez's connect handler steps 4–5).
@@ -287,16 +284,14 @@ impl PeerTable {
         point: Option<SocketAddr>,
         now: Instant,
     ) -> Result<(), AdmitError> {
-        if self
-            .peers
-            .get(&peer)
-            .is_some_and(|p| p.state != PeerState::Disconnected)
-        {
-            return Err(AdmitError::AlreadyConnected);
-        }
+        // octez's order: the connection limit first, then the duplicate.
         if self.active() >= self.limits.max_connections {
             return Err(AdmitError::TooManyConnections);
         }
+        if self.peers.get(&peer).is_some_and(|p| p.state != PeerState::Disconnected) {
+            return Err(AdmitError::AlreadyConnected);
+        }
+        self.evict_if_full();
         let entry = self.peers.entry(peer).or_insert(PeerEntry {
             point,
             addr,
@@ -313,14 +308,34 @@ impl PeerTable {
     }
 
     /// The accept succeeded: the peer is running on `connection`.
-    pub fn running(&mut self, peer: PeerId, connection: u64, now: Instant) {
+    /// A private peer's point is never offered to others (octez `list_known_points
+    /// ~ignore_private:true`).
+    pub fn running(&mut self, peer: PeerId, connection: u64, private_node: bool, now: Instant) {
         if let Some(p) = self.peers.get_mut(&peer) {
             p.state = PeerState::Running;
             p.connection = Some(connection);
             p.last_seen = now;
-            if let Some(point) = p.point {
+            if let (Some(point), false) = (p.point, private_node) {
                 self.add_known_point(point);
             }
+        }
+    }
+
+    /// Most peers remembered; beyond, the disconnected peer seen longest ago is forgotten.
+    const MAX_PEERS: usize = 10_000;
+
+    fn evict_if_full(&mut self) {
+        if self.peers.len() < Self::MAX_PEERS {
+            return;
+        }
+        let oldest = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.state == PeerState::Disconnected)
+            .min_by_key(|(_, p)| p.last_seen)
+            .map(|(id, _)| *id);
+        if let Some(id) = oldest {
+            self.peers.remove(&id);
         }
     }
 
@@ -360,13 +375,7 @@ impl PeerTable {
 
     /// Up to `n` known points, most recent first, excluding `except`.
     pub fn known_points(&self, n: usize, except: Option<SocketAddr>) -> Vec<SocketAddr> {
-        self.known
-            .iter()
-            .rev()
-            .filter(|p| Some(**p) != except)
-            .take(n)
-            .copied()
-            .collect()
+        self.known.iter().rev().filter(|p| Some(**p) != except).take(n).copied().collect()
     }
 }
 
@@ -382,18 +391,11 @@ mod tests {
     #[test]
     fn greylist_entries_expire_and_are_bounded() {
         let now = Instant::now();
-        let acl = AclConfig {
-            greylist_timeout: Duration::from_secs(10),
-            ip_greylist_size: 2,
-            ..Default::default()
-        };
+        let acl = AclConfig { greylist_timeout: Duration::from_secs(10), ip_greylist_size: 2, ..Default::default() };
         let mut t = PeerTable::new(acl, ConnectionLimits::default());
         let ip = |n: u8| IpAddr::from([127, 0, 0, n]);
         t.greylist_ip(ip(1), now);
-        assert_eq!(
-            t.ip_refused(ip(1), now + Duration::from_secs(9)),
-            Some(Refusal::Greylisted)
-        );
+        assert_eq!(t.ip_refused(ip(1), now + Duration::from_secs(9)), Some(Refusal::Greylisted));
         assert_eq!(t.ip_refused(ip(1), now + Duration::from_secs(10)), None);
         for n in 2..=4 {
             t.greylist_ip(ip(n), now);
@@ -402,40 +404,26 @@ mod tests {
         assert_eq!(t.ip_refused(ip(2), now), None, "oldest forgotten");
         assert_eq!(t.ip_refused(ip(4), now), Some(Refusal::Greylisted));
         t.ban_ip(ip(9));
-        assert_eq!(
-            t.ip_refused(ip(9), now + Duration::from_secs(1_000_000)),
-            Some(Refusal::Banned)
-        );
+        assert_eq!(t.ip_refused(ip(9), now + Duration::from_secs(1_000_000)), Some(Refusal::Banned));
     }
 
     #[test]
     fn admission_refuses_duplicates_and_beyond_the_maximum() {
         let now = Instant::now();
-        let mut t = PeerTable::new(
-            AclConfig::default(),
-            ConnectionLimits {
-                max_connections: 2,
-                max_pending_incoming: 1,
-            },
-        );
+        let mut t =
+            PeerTable::new(AclConfig::default(), ConnectionLimits { max_connections: 2, max_pending_incoming: 1 });
         let (a, b, c) = (peer(), peer(), peer());
         let ip = IpAddr::from([127, 0, 0, 1]);
         let pa: SocketAddr = "127.0.0.1:9732".parse().unwrap();
         t.admit(a, ip, Some(pa), now).unwrap();
         assert_eq!(t.admit(a, ip, None, now), Err(AdmitError::AlreadyConnected));
-        t.running(a, 1, now);
+        t.running(a, 1, false, now);
         t.admit(b, ip, None, now).unwrap();
-        assert_eq!(
-            t.admit(c, ip, None, now),
-            Err(AdmitError::TooManyConnections)
-        );
+        assert_eq!(t.admit(c, ip, None, now), Err(AdmitError::TooManyConnections));
         assert_eq!(t.known_points(100, None), vec![pa]);
         t.disconnected(a, Some("ConnectionClosed".into()), now);
         t.admit(c, ip, None, now).unwrap();
-        assert_eq!(
-            t.peer(&a).unwrap().last_disconnection.as_deref(),
-            Some("ConnectionClosed")
-        );
+        assert_eq!(t.peer(&a).unwrap().last_disconnection.as_deref(), Some("ConnectionClosed"));
     }
 
     #[test]
@@ -449,9 +437,6 @@ mod tests {
         let q = peer();
         t.greylist_peer(q, IpAddr::from([127, 0, 0, 2]), now);
         assert_eq!(t.peer_refused(&q, now), Some(Refusal::Greylisted));
-        assert_eq!(
-            t.ip_refused(IpAddr::from([127, 0, 0, 2]), now),
-            Some(Refusal::Greylisted)
-        );
+        assert_eq!(t.ip_refused(IpAddr::from([127, 0, 0, 2]), now), Some(Refusal::Greylisted));
     }
 }

@@ -188,11 +188,7 @@ pub struct GenerateOptions<'a> {
 ///
 /// Each thread starts from its own random stamp and counts up (§5.4). Returns `None` if
 /// cancelled. Difficulty 0 returns the first random stamp at once, like octez.
-pub fn generate(
-    public_key: &PublicKey,
-    target: &PowTarget,
-    options: &GenerateOptions<'_>,
-) -> Option<Stamp> {
+pub fn generate(public_key: &PublicKey, target: &PowTarget, options: &GenerateOptions<'_>) -> Option<Stamp> {
     let attempts = AtomicU64::new(0);
     let done = AtomicBool::new(false);
     let found: Mutex<Option<Stamp>> = Mutex::new(None);

@@ -22,8 +22,7 @@ impl MovingAverage {
         if elapsed_ms == 0 {
             return;
         }
-        self.average =
-            self.current.saturating_mul(200) / elapsed_ms + self.average.saturating_mul(800) / 1000;
+        self.average = self.current.saturating_mul(200) / elapsed_ms + self.average.saturating_mul(800) / 1000;
         self.current = 0;
     }
 

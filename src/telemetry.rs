@@ -3,7 +3,7 @@
 //! Instrumentation goes through the `metrics` facade: with no recorder installed every call is a
 //! no-op. Hot paths (bytes and messages) use handles taken once per connection, so recording is
 //! an atomic add. Labels have small closed value sets; per-peer labels exist only when opted in
-//! with [`Telemetry::per_peer`] (their cardinality grows with the number of peers).
+//! with [`Telemetry::serve`]'s `per_peer` flag (their cardinality grows with the number of peers).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,10 +52,8 @@ pub const PEERS: &str = "tezos_p2p_registry_peers";
 
 /// Buckets of the handshake phase histogram, in seconds: 50 µs (one X25519) to 5 s (the
 /// handshake timeout), roughly ×2.5 apart.
-pub const HANDSHAKE_BUCKETS: &[f64] = &[
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-    2.5, 5.0,
-];
+pub const HANDSHAKE_BUCKETS: &[f64] =
+    &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 
 static PER_PEER: AtomicBool = AtomicBool::new(false);
 
@@ -67,15 +65,8 @@ pub fn per_peer() -> bool {
 /// Registers every metric's help text and unit with the installed recorder.
 pub fn describe_all() {
     describe_gauge!(CONNECTIONS, "Open authenticated connections, by direction.");
-    describe_counter!(
-        HANDSHAKES,
-        "Handshakes, by result (accepted, rejected, failed)."
-    );
-    describe_histogram!(
-        HANDSHAKE_DURATION,
-        Unit::Seconds,
-        "Duration of each handshake phase."
-    );
+    describe_counter!(HANDSHAKES, "Handshakes, by result (accepted, rejected, failed).");
+    describe_histogram!(HANDSHAKE_DURATION, Unit::Seconds, "Duration of each handshake phase.");
     describe_counter!(REJECTIONS, "Sockets and peers turned away, by reason.");
     describe_counter!(
         SENT_BYTES,
@@ -85,39 +76,17 @@ pub fn describe_all() {
     describe_counter!(RECEIVED_BYTES, Unit::Bytes, "Raw socket bytes received.");
     describe_counter!(SENT_MESSAGES, "Messages sent.");
     describe_counter!(RECEIVED_MESSAGES, "Messages received.");
-    describe_counter!(
-        DECIPHER_FAILURES,
-        "Chunks whose MAC did not verify, by stage."
-    );
-    describe_gauge!(
-        READ_QUEUE_BYTES,
-        Unit::Bytes,
-        "Bytes charged to read queues, over all connections."
-    );
-    describe_gauge!(
-        WRITE_QUEUE_BYTES,
-        Unit::Bytes,
-        "Bytes charged to write queues, over all connections."
-    );
-    describe_counter!(
-        WRITE_WAITS,
-        "Writes that waited for room in a full write queue."
-    );
+    describe_counter!(DECIPHER_FAILURES, "Chunks whose MAC did not verify, by stage.");
+    describe_gauge!(READ_QUEUE_BYTES, Unit::Bytes, "Bytes charged to read queues, over all connections.");
+    describe_gauge!(WRITE_QUEUE_BYTES, Unit::Bytes, "Bytes charged to write queues, over all connections.");
+    describe_counter!(WRITE_WAITS, "Writes that waited for room in a full write queue.");
     describe_gauge!(
         BANDWIDTH_LIMIT,
         Unit::Bytes,
         "Configured global bandwidth limit in bytes per second (0: unlimited)."
     );
-    describe_gauge!(
-        BANDWIDTH_RATE,
-        Unit::Bytes,
-        "Smoothed global rate in bytes per second (octez moving average)."
-    );
-    describe_gauge!(
-        THROTTLED,
-        Unit::Seconds,
-        "Cumulative time connections spent waiting for bandwidth quota."
-    );
+    describe_gauge!(BANDWIDTH_RATE, Unit::Bytes, "Smoothed global rate in bytes per second (octez moving average).");
+    describe_gauge!(THROTTLED, Unit::Seconds, "Cumulative time connections spent waiting for bandwidth quota.");
     describe_gauge!(GREYLIST, "Greylist entries, by kind (ip, peer).");
     describe_gauge!(PEERS, "Registry peers and known points.");
     // Series with a closed label set exist from the start (at 0), so that dashboards and alerts
@@ -164,12 +133,9 @@ impl Telemetry {
     /// (port 0 picks a free port; see [`Telemetry::addr`]). `per_peer` adds a `peer` label to
     /// byte and message counters: only for small deployments. Must run inside a tokio runtime.
     pub async fn serve(addr: SocketAddr, per_peer: bool) -> Result<Self, TelemetryError> {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| TelemetryError::Bind { addr, source })?;
-        let bound = listener
-            .local_addr()
-            .map_err(|source| TelemetryError::Bind { addr, source })?;
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.map_err(|source| TelemetryError::Bind { addr, source })?;
+        let bound = listener.local_addr().map_err(|source| TelemetryError::Bind { addr, source })?;
         let handle = Self::install(per_peer)?;
         let h = handle.clone();
         tokio::spawn(async move {
@@ -179,25 +145,18 @@ impl Telemetry {
                 };
                 let h = h.clone();
                 tokio::spawn(async move {
-                    let _ =
-                        tokio::time::timeout(Duration::from_secs(10), respond(stream, &h)).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(10), respond(stream, &h)).await;
                 });
             }
         });
-        Ok(Self {
-            handle,
-            addr: bound,
-        })
+        Ok(Self { handle, addr: bound })
     }
 
     /// Installs the recorder without an endpoint (render with [`Telemetry::render_with`]).
     pub fn install(per_peer: bool) -> Result<PrometheusHandle, TelemetryError> {
         let recorder = PrometheusBuilder::new()
             // Real Prometheus histograms (not summaries), so they aggregate across nodes.
-            .set_buckets_for_metric(
-                Matcher::Full(HANDSHAKE_DURATION.to_owned()),
-                HANDSHAKE_BUCKETS,
-            )
+            .set_buckets_for_metric(Matcher::Full(HANDSHAKE_DURATION.to_owned()), HANDSHAKE_BUCKETS)
             .map_err(|_| TelemetryError::AlreadyInstalled)?
             .build_recorder();
         let handle = recorder.handle();
@@ -225,10 +184,7 @@ impl Telemetry {
 }
 
 /// Answers one HTTP/1.x request: the exposition for `GET /metrics` (or `/`), 404 otherwise.
-async fn respond(
-    mut stream: tokio::net::TcpStream,
-    handle: &PrometheusHandle,
-) -> std::io::Result<()> {
+async fn respond(mut stream: tokio::net::TcpStream, handle: &PrometheusHandle) -> std::io::Result<()> {
     // Requests are tiny; 8 KiB bounds what a client can make us hold.
     let mut buf = vec![0u8; 8192];
     let mut n = 0;
@@ -244,13 +200,12 @@ async fn respond(
     }
     let line = String::from_utf8_lossy(&buf[..n]);
     let path = line.split_whitespace().nth(1).unwrap_or("");
-    let (status, body) = if line.starts_with("GET ")
-        && (path == "/metrics" || path == "/" || path.starts_with("/metrics?"))
-    {
-        ("200 OK", Telemetry::render_with(handle))
-    } else {
-        ("404 Not Found", "not found\n".to_owned())
-    };
+    let (status, body) =
+        if line.starts_with("GET ") && (path == "/metrics" || path == "/" || path.starts_with("/metrics?")) {
+            ("200 OK", Telemetry::render_with(handle))
+        } else {
+            ("404 Not Found", "not found\n".to_owned())
+        };
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()

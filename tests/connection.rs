@@ -9,8 +9,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
 use tezos_p2p::actor::{
-    self, CloseReason, Closed, Connection, ConnectionConfig, ConnectionError, Inbound, Read,
-    ReadNow, Stat, Write, WriteSync,
+    self, CloseReason, Closed, Connection, ConnectionConfig, ConnectionError, Inbound, Read, ReadNow, Stat, Write,
+    WriteSync,
 };
 use tezos_p2p::handshake::{self as hs, AuthError, LocalConfig};
 use tezos_p2p::identity::Identity;
@@ -26,14 +26,8 @@ fn local(identity: &Identity, pow: f64, p2p_version: u16) -> Arc<LocalConfig<Con
     Arc::new(LocalConfig {
         identity: Arc::new(identity.clone()),
         advertised_port: Some(9732),
-        version: NetworkVersion {
-            p2p_version,
-            ..NetworkVersion::current("TEZOS_MAINNET")
-        },
-        metadata: ConnectionMetadata {
-            disable_mempool: true,
-            private_node: false,
-        },
+        version: NetworkVersion { p2p_version, ..NetworkVersion::current("TEZOS_MAINNET") },
+        metadata: ConnectionMetadata { disable_mempool: true, private_node: false },
         expected_pow: PowTarget::new(pow).unwrap(),
     })
 }
@@ -89,11 +83,7 @@ async fn pair_small_buffers(ca: ConnectionConfig, cb: ConnectionConfig) -> (Conn
 }
 
 async fn pair_with(ca: ConnectionConfig, cb: ConnectionConfig) -> (Conn, Conn) {
-    let (a, b) = handshake_pair(
-        local(&Identity::ephemeral(), 0.0, 1),
-        local(&Identity::ephemeral(), 0.0, 1),
-    )
-    .await;
+    let (a, b) = handshake_pair(local(&Identity::ephemeral(), 0.0, 1), local(&Identity::ephemeral(), 0.0, 1)).await;
     let (a, b) = tokio::join!(a.unwrap().accept(ca), b.unwrap().accept(cb));
     (a.unwrap(), b.unwrap())
 }
@@ -103,11 +93,7 @@ async fn pair() -> (Conn, Conn) {
 }
 
 fn raw(len: usize, seed: u8) -> RawMessage {
-    RawMessage(Bytes::from(
-        (0..len)
-            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-            .collect::<Vec<_>>(),
-    ))
+    RawMessage(Bytes::from((0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect::<Vec<_>>()))
 }
 
 /// Waits (without a timing threshold: the bound is only a safety net) until `f` holds.
@@ -145,9 +131,7 @@ async fn both_roles_carry_messages_of_edge_sizes_both_ways() {
     })
     .await;
     assert!(a.stat().total_sent > (1 << 20) + 144);
-    assert!(a
-        .to_string()
-        .starts_with(&format!("{}@127.0.0.1:", a.info().peer_id)));
+    assert!(a.to_string().starts_with(&format!("{}@127.0.0.1:", a.info().peer_id)));
     assert_ne!(a, b);
     assert_eq!(a, a.clone());
 }
@@ -161,16 +145,9 @@ async fn write_sync_resolves_once_written_and_close_wait_delivers_everything_bef
         a.write(&raw(1000 + i, i as u8)).await.unwrap();
     }
     a.close(true).await;
-    assert_eq!(
-        a.write(&raw(1, 1)).await,
-        Err(ConnectionError::ConnectionClosed)
-    );
+    assert_eq!(a.write(&raw(1, 1)).await, Err(ConnectionError::ConnectionClosed));
     for i in 0..200 {
-        assert_eq!(
-            b.read().await.unwrap().1,
-            raw(1000 + i, i as u8),
-            "message {i}"
-        );
+        assert_eq!(b.read().await.unwrap().1, raw(1000 + i, i as u8), "message {i}");
     }
     assert_eq!(b.read().await, Err(ConnectionError::ConnectionClosed));
     b.closed().await;
@@ -180,11 +157,8 @@ async fn write_sync_resolves_once_written_and_close_wait_delivers_everything_bef
 
 #[actix::test]
 async fn write_now_drops_on_a_full_queue_and_a_full_read_queue_makes_the_remote_write_wait() {
-    let small = ConnectionConfig {
-        incoming_queue_bytes: 64 * 1024,
-        outgoing_queue_bytes: 64 * 1024,
-        ..Default::default()
-    };
+    let small =
+        ConnectionConfig { incoming_queue_bytes: 64 * 1024, outgoing_queue_bytes: 64 * 1024, ..Default::default() };
     let (a, b) = pair_small_buffers(small.clone(), small).await;
     // b never reads: its read queue fills, its reader stops reading, TCP fills, a's writer
     // blocks, a's write queue fills, and then write_now refuses.
@@ -204,15 +178,8 @@ async fn write_now_drops_on_a_full_queue_and_a_full_read_queue_makes_the_remote_
         }
     }
     assert!(refused, "write_now never refused after {queued} messages");
-    assert!(
-        a.write_queue_bytes() > 64 * 1024 - 2 * (4004 + 128),
-        "{}",
-        a.write_queue_bytes()
-    );
-    eventually("b's read queue is full", || {
-        b.read_queue_bytes() > 64 * 1024 - 2 * (4004 + 128)
-    })
-    .await;
+    assert!(a.write_queue_bytes() > 64 * 1024 - 2 * (4004 + 128), "{}", a.write_queue_bytes());
+    eventually("b's read queue is full", || b.read_queue_bytes() > 64 * 1024 - 2 * (4004 + 128)).await;
     // Blocking writes now wait (counted) until b reads; nothing is lost or reordered.
     let a2 = a.clone();
     let writer = tokio::task::spawn_local(async move {
@@ -259,22 +226,12 @@ impl Handler<Inbound<RawMessage>> for Slow {
 
 #[actix::test]
 async fn a_slow_subscriber_slows_the_reader_instead_of_growing_memory() {
-    let small = ConnectionConfig {
-        incoming_queue_bytes: 32 * 1024,
-        outgoing_queue_bytes: 32 * 1024,
-        ..Default::default()
-    };
+    let small =
+        ConnectionConfig { incoming_queue_bytes: 32 * 1024, outgoing_queue_bytes: 32 * 1024, ..Default::default() };
     let (a, b) = pair_small_buffers(small.clone(), small).await;
     let got = Arc::new(AtomicUsize::new(0));
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    b.subscribe(
-        Slow {
-            got: got.clone(),
-            gate: gate.clone(),
-        }
-        .start()
-        .recipient(),
-    );
+    b.subscribe(Slow { got: got.clone(), gate: gate.clone() }.start().recipient());
     // With the subscriber stuck on the first message, a's writes back up into its own queue.
     let mut sent = 0usize;
     while a.write_now(&raw(1000, 1)).unwrap() {
@@ -300,35 +257,16 @@ async fn a_connection_can_be_driven_purely_with_actor_messages() {
     assert_eq!((size, m), (9, raw(5, 5)));
     aa.send(WriteSync(raw(6, 6))).await.unwrap().unwrap();
     eventually("queued", || b.read_queue_bytes() > 0).await;
-    assert_eq!(
-        ba.send(ReadNow::default())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap()
-            .1,
-        raw(6, 6)
-    );
-    assert_eq!(
-        ba.send(ReadNow::<RawMessage>::default()).await.unwrap(),
-        Ok(None)
-    );
+    assert_eq!(ba.send(ReadNow::default()).await.unwrap().unwrap().unwrap().1, raw(6, 6));
+    assert_eq!(ba.send(ReadNow::<RawMessage>::default()).await.unwrap(), Ok(None));
     let stat = aa.send(Stat).await.unwrap();
     assert!(stat.total_sent >= 144);
     let info = aa.send(actor::Info::default()).await.unwrap();
     assert_eq!(info.peer_id, a.info().peer_id);
     assert!(!aa.send(actor::PrivateNode).await.unwrap());
-    assert!(
-        ba.send(actor::RemoteMetadata::default())
-            .await
-            .unwrap()
-            .disable_mempool
-    );
+    assert!(ba.send(actor::RemoteMetadata::default()).await.unwrap().disable_mempool);
     aa.send(actor::Close { wait: true }).await.unwrap();
-    assert_eq!(
-        ba.send(Read::<RawMessage>::default()).await.unwrap(),
-        Err(ConnectionError::ConnectionClosed)
-    );
+    assert_eq!(ba.send(Read::<RawMessage>::default()).await.unwrap(), Err(ConnectionError::ConnectionClosed));
 }
 
 struct Watcher(tokio::sync::mpsc::Sender<Closed>);
@@ -362,15 +300,8 @@ async fn misbehaving_peer(
     };
     let theirs = async move {
         let s = TcpStream::connect(addr).await.unwrap();
-        let auth = hs::authenticate(
-            s,
-            local(&Identity::ephemeral(), 0.0, 1),
-            false,
-            Some(addr),
-            |_| Ok(()),
-        )
-        .await
-        .unwrap();
+        let auth =
+            hs::authenticate(s, local(&Identity::ephemeral(), 0.0, 1), false, Some(addr), |_| Ok(())).await.unwrap();
         auth.accept().await.unwrap()
     };
     let (conn, (mut stream, mut session, _)) = tokio::join!(ours, theirs);
@@ -428,31 +359,19 @@ async fn a_replayed_chunk_is_a_decipher_error() {
 async fn a_short_chunk_length_is_invalid_incoming_ciphertext_size() {
     let (conn, _closed) = misbehaving_peer(|_| vec![0x00, 0x0f]).await;
     assert_eq!(conn.read().await, Err(ConnectionError::ConnectionClosed));
-    assert_eq!(
-        conn.close_reason(),
-        Some(CloseReason::InvalidIncomingCiphertextSize { size: 15 })
-    );
+    assert_eq!(conn.close_reason(), Some(CloseReason::InvalidIncomingCiphertextSize { size: 15 }));
 }
 
 #[actix::test]
 async fn an_oversized_length_prefix_is_a_decoding_error_before_any_allocation() {
     let (conn, _closed) = misbehaving_peer(|s| {
         let mut out = BytesMut::new();
-        seal_chunks(
-            s,
-            &[0xff, 0xff, 0xff, 0xff, 1, 2, 3],
-            ChunkSize::default(),
-            &mut out,
-        );
+        seal_chunks(s, &[0xff, 0xff, 0xff, 0xff, 1, 2, 3], ChunkSize::default(), &mut out);
         out.to_vec()
     })
     .await;
     assert_eq!(conn.read().await, Err(ConnectionError::ConnectionClosed));
-    assert!(
-        matches!(conn.close_reason(), Some(CloseReason::Decoding(_))),
-        "{:?}",
-        conn.close_reason()
-    );
+    assert!(matches!(conn.close_reason(), Some(CloseReason::Decoding(_))), "{:?}", conn.close_reason());
 }
 
 #[actix::test]
@@ -470,15 +389,8 @@ async fn a_truncated_stream_is_connection_closed() {
     };
     let theirs = async move {
         let s = TcpStream::connect(addr).await.unwrap();
-        let auth = hs::authenticate(
-            s,
-            local(&Identity::ephemeral(), 0.0, 1),
-            false,
-            Some(addr),
-            |_| Ok(()),
-        )
-        .await
-        .unwrap();
+        let auth =
+            hs::authenticate(s, local(&Identity::ephemeral(), 0.0, 1), false, Some(addr), |_| Ok(())).await.unwrap();
         auth.accept().await.unwrap()
     };
     let (conn, (mut stream, mut session, _)) = tokio::join!(ours, theirs);
@@ -491,15 +403,8 @@ async fn a_truncated_stream_is_connection_closed() {
 
 #[actix::test]
 async fn insufficient_pow_is_refused_before_any_key_derivation() {
-    let (a, b) = handshake_pair(
-        local(&Identity::ephemeral(), 0.0, 1),
-        local(&Identity::ephemeral(), 40.0, 1),
-    )
-    .await;
-    assert!(matches!(
-        b.err(),
-        Some(AuthError::NotEnoughProofOfWork { .. })
-    ));
+    let (a, b) = handshake_pair(local(&Identity::ephemeral(), 0.0, 1), local(&Identity::ephemeral(), 40.0, 1)).await;
+    assert!(matches!(b.err(), Some(AuthError::NotEnoughProofOfWork { .. })));
     assert!(matches!(a.err(), Some(AuthError::ConnectionClosed)));
 }
 
@@ -513,48 +418,25 @@ async fn connecting_to_ourselves_is_myself_on_both_sides() {
 
 #[actix::test]
 async fn a_nack_with_100_points_reaches_the_peer_and_p2p_version_0_gets_nack_v0() {
-    let points: Vec<SocketAddr> = (0..100)
-        .map(|i| {
-            format!("10.1.{}.{}:9732", i / 200, i % 200)
-                .parse()
-                .unwrap()
-        })
-        .collect();
-    let (a, b) = handshake_pair(
-        local(&Identity::ephemeral(), 0.0, 1),
-        local(&Identity::ephemeral(), 0.0, 1),
-    )
-    .await;
+    let points: Vec<SocketAddr> =
+        (0..100).map(|i| format!("10.1.{}.{}:9732", i / 200, i % 200).parse().unwrap()).collect();
+    let (a, b) = handshake_pair(local(&Identity::ephemeral(), 0.0, 1), local(&Identity::ephemeral(), 0.0, 1)).await;
     let (ra, rb) = tokio::join!(
         a.unwrap().accept::<RawMessage>(ConnectionConfig::default()),
-        b.unwrap()
-            .nack(NackMotive::TooManyConnections, points.clone())
+        b.unwrap().nack(NackMotive::TooManyConnections, points.clone())
     );
     rb.unwrap();
     assert_eq!(
         ra.err(),
-        Some(AuthError::RejectedByNack {
-            motive: NackMotive::TooManyConnections,
-            alternative_points: Some(points)
-        })
+        Some(AuthError::RejectedByNack { motive: NackMotive::TooManyConnections, alternative_points: Some(points) })
     );
 
-    let (a, b) = handshake_pair(
-        local(&Identity::ephemeral(), 0.0, 0),
-        local(&Identity::ephemeral(), 0.0, 1),
-    )
-    .await;
+    let (a, b) = handshake_pair(local(&Identity::ephemeral(), 0.0, 0), local(&Identity::ephemeral(), 0.0, 1)).await;
     let (ra, _) = tokio::join!(
         a.unwrap().accept::<RawMessage>(ConnectionConfig::default()),
         b.unwrap().nack(NackMotive::TooManyConnections, vec![])
     );
-    assert_eq!(
-        ra.err(),
-        Some(AuthError::RejectedByNack {
-            motive: NackMotive::NoMotive,
-            alternative_points: None
-        })
-    );
+    assert_eq!(ra.err(), Some(AuthError::RejectedByNack { motive: NackMotive::NoMotive, alternative_points: None }));
 }
 
 #[actix::test]
@@ -569,10 +451,7 @@ async fn a_chain_mismatch_is_nacked_with_unknown_chain_name() {
         b.unwrap().accept::<RawMessage>(ConnectionConfig::default())
     );
     let motive = NackMotive::UnknownChainName;
-    assert_eq!(
-        rb.err(),
-        Some(AuthError::RejectedNoCommonProtocol { motive })
-    );
+    assert_eq!(rb.err(), Some(AuthError::RejectedNoCommonProtocol { motive }));
     // Both sides find the mismatch and nack; each sees the other's Nack, or the close after it.
     assert!(matches!(
         ra.err(),
@@ -590,12 +469,6 @@ async fn a_silent_peer_times_out() {
     let addr = listener.local_addr().unwrap();
     let _silent = TcpStream::connect(addr).await.unwrap();
     let (s, _) = listener.accept().await.unwrap();
-    let r = actor::authenticate(
-        s,
-        local(&Identity::ephemeral(), 0.0, 1),
-        true,
-        Duration::from_millis(200),
-    )
-    .await;
+    let r = actor::authenticate(s, local(&Identity::ephemeral(), 0.0, 1), true, Duration::from_millis(200)).await;
     assert_eq!(r.err(), Some(AuthError::Timeout));
 }

@@ -15,14 +15,8 @@ fn config(identity: &Identity, pow: f64, p2p_version: u16) -> Arc<LocalConfig<Co
     Arc::new(LocalConfig {
         identity: Arc::new(identity.clone()),
         advertised_port: Some(9732),
-        version: NetworkVersion {
-            p2p_version,
-            ..NetworkVersion::current("TEZOS_MAINNET")
-        },
-        metadata: ConnectionMetadata {
-            disable_mempool: false,
-            private_node: p2p_version == 0,
-        },
+        version: NetworkVersion { p2p_version, ..NetworkVersion::current("TEZOS_MAINNET") },
+        metadata: ConnectionMetadata { disable_mempool: false, private_node: p2p_version == 0 },
         expected_pow: PowTarget::new(pow).unwrap(),
     })
 }
@@ -96,29 +90,15 @@ fn run(
 }
 
 fn start(id: &Identity, pow: f64, p2p: u16, incoming: bool) -> Handshake<ConnectionMetadata> {
-    let addr: SocketAddr = if incoming {
-        "127.0.0.1:50000"
-    } else {
-        "127.0.0.1:9732"
-    }
-    .parse()
-    .unwrap();
+    let addr: SocketAddr = if incoming { "127.0.0.1:50000" } else { "127.0.0.1:9732" }.parse().unwrap();
     Handshake::new(config(id, pow, p2p), incoming, Nonce::random(), Some(addr)).unwrap()
 }
 
 #[test]
 fn both_roles_establish_a_session_that_carries_chunks() {
     let (x, y) = (Identity::ephemeral(), Identity::ephemeral());
-    let (a, b) = run(
-        start(&x, 0.0, 1, false),
-        start(&y, 0.0, 1, true),
-        Decision::Accept,
-        Decision::Accept,
-    );
-    let (mut sa, mut sb) = (
-        a.unwrap().into_session().unwrap(),
-        b.unwrap().into_session().unwrap(),
-    );
+    let (a, b) = run(start(&x, 0.0, 1, false), start(&y, 0.0, 1, true), Decision::Accept, Decision::Accept);
+    let (mut sa, mut sb) = (a.unwrap().into_session().unwrap(), b.unwrap().into_session().unwrap());
     assert_eq!(sa.info.peer_id, y.peer_id);
     assert_eq!(sb.info.peer_id, x.peer_id);
     assert!(!sa.info.incoming && sb.info.incoming);
@@ -126,10 +106,7 @@ fn both_roles_establish_a_session_that_carries_chunks() {
     assert_eq!(sa.info.id_point.unwrap().port, Some(9732));
     assert_eq!(sb.info.id_point.unwrap().port, Some(9732));
     assert_eq!(sb.info.remote_socket_port, Some(50000));
-    for (s, o) in [
-        (&mut sa.sealer, &mut sb.opener),
-        (&mut sb.sealer, &mut sa.opener),
-    ] {
+    for (s, o) in [(&mut sa.sealer, &mut sb.opener), (&mut sb.sealer, &mut sa.opener)] {
         let mut c = *b"................payload";
         s.seal_in_place(&mut c).unwrap();
         o.open_in_place(&mut c).unwrap();
@@ -141,15 +118,8 @@ fn both_roles_establish_a_session_that_carries_chunks() {
 fn insufficient_pow_fails_on_the_checking_side_only() {
     let (x, y) = (Identity::ephemeral(), Identity::ephemeral());
     // b expects 30 bits; x has (almost surely) fewer.
-    let (a, b) = run(
-        start(&x, 0.0, 1, false),
-        start(&y, 30.0, 1, true),
-        Decision::Accept,
-        Decision::Accept,
-    );
-    assert!(
-        matches!(b.err(), Some(AuthError::NotEnoughProofOfWork { peer_id, .. }) if peer_id == x.peer_id)
-    );
+    let (a, b) = run(start(&x, 0.0, 1, false), start(&y, 30.0, 1, true), Decision::Accept, Decision::Accept);
+    assert!(matches!(b.err(), Some(AuthError::NotEnoughProofOfWork { peer_id, .. }) if peer_id == x.peer_id));
     // a sent its metadata and waited for b's, which never came: b closed.
     assert_eq!(a.err(), Some(AuthError::ConnectionClosed));
 }
@@ -157,12 +127,7 @@ fn insufficient_pow_fails_on_the_checking_side_only() {
 #[test]
 fn connecting_to_ourselves_is_myself_after_the_metadata_exchange() {
     let x = Identity::ephemeral();
-    let (a, b) = run(
-        start(&x, 0.0, 1, false),
-        start(&x, 0.0, 1, true),
-        Decision::Accept,
-        Decision::Accept,
-    );
+    let (a, b) = run(start(&x, 0.0, 1, false), start(&x, 0.0, 1, true), Decision::Accept, Decision::Accept);
     assert!(matches!(a.err(), Some(AuthError::Myself { .. })));
     assert!(matches!(b.err(), Some(AuthError::Myself { .. })));
 }
@@ -172,29 +137,16 @@ fn a_replayed_public_key_fails_with_decipher_error_not_myself() {
     // octez tezt "self peer id": the peer announces our public key with its own stamp; it cannot
     // seal metadata under that key, so we see DecipherError.
     let victim = Identity::ephemeral();
-    let attacker = Identity {
-        secret_key: Identity::ephemeral().secret_key,
-        ..victim.clone()
-    };
-    let (_, b) = run(
-        start(&attacker, 0.0, 1, false),
-        start(&victim, 0.0, 1, true),
-        Decision::Accept,
-        Decision::Accept,
-    );
+    let attacker = Identity { secret_key: Identity::ephemeral().secret_key, ..victim.clone() };
+    let (_, b) = run(start(&attacker, 0.0, 1, false), start(&victim, 0.0, 1, true), Decision::Accept, Decision::Accept);
     assert_eq!(b.err(), Some(AuthError::DecipherError));
 }
 
 #[test]
 fn nack_with_100_points_reaches_the_peer() {
     let (x, y) = (Identity::ephemeral(), Identity::ephemeral());
-    let points: Vec<SocketAddr> = (0..100)
-        .map(|i| {
-            format!("10.0.{}.{}:9732", i / 250, i % 250)
-                .parse()
-                .unwrap()
-        })
-        .collect();
+    let points: Vec<SocketAddr> =
+        (0..100).map(|i| format!("10.0.{}.{}:9732", i / 250, i % 250).parse().unwrap()).collect();
     let (a, b) = run(
         start(&x, 0.0, 1, false),
         start(&y, 0.0, 1, true),
@@ -203,10 +155,7 @@ fn nack_with_100_points_reaches_the_peer() {
     );
     assert_eq!(
         a.err(),
-        Some(AuthError::RejectedByNack {
-            motive: NackMotive::TooManyConnections,
-            alternative_points: Some(points)
-        })
+        Some(AuthError::RejectedByNack { motive: NackMotive::TooManyConnections, alternative_points: Some(points) })
     );
     assert!(b.is_ok());
 }
@@ -218,18 +167,9 @@ fn a_p2p_version_0_peer_gets_nack_v0() {
         start(&x, 0.0, 0, false),
         start(&y, 0.0, 1, true),
         Decision::Accept,
-        Decision::Nack(
-            NackMotive::AlreadyConnected,
-            vec!["1.2.3.4:5".parse().unwrap()],
-        ),
+        Decision::Nack(NackMotive::AlreadyConnected, vec!["1.2.3.4:5".parse().unwrap()]),
     );
-    assert_eq!(
-        a.err(),
-        Some(AuthError::RejectedByNack {
-            motive: NackMotive::NoMotive,
-            alternative_points: None
-        })
-    );
+    assert_eq!(a.err(), Some(AuthError::RejectedByNack { motive: NackMotive::NoMotive, alternative_points: None }));
 }
 
 #[test]
@@ -252,9 +192,7 @@ fn a_peer_that_closes_instead_of_acking_is_rejected_socket_connection() {
 #[test]
 fn over_100_points_cannot_be_sent() {
     let (x, y) = (Identity::ephemeral(), Identity::ephemeral());
-    let points: Vec<SocketAddr> = (0..101)
-        .map(|i| format!("10.0.0.{}:1", i % 250).parse().unwrap())
-        .collect();
+    let points: Vec<SocketAddr> = (0..101).map(|i| format!("10.0.0.{}:1", i % 250).parse().unwrap()).collect();
     let (_, b) = run(
         start(&x, 0.0, 1, false),
         start(&y, 0.0, 1, true),
@@ -323,28 +261,16 @@ fn honest_transcript() -> (Handshake<ConnectionMetadata>, Vec<u8>) {
     }
     transcript.extend(b.take_output());
     // Rebuild our side with the same identity and nonce, ready to replay the transcript.
-    let fresh = Handshake::new(
-        config(&x, 0.0, 1),
-        false,
-        Nonce::from_bytes(*nonce_of(&a0)),
-        None,
-    )
-    .unwrap();
+    let fresh = Handshake::new(config(&x, 0.0, 1), false, Nonce::from_bytes(*nonce_of(&a0)), None).unwrap();
     (fresh, transcript)
 }
 
 fn nonce_of(conn_msg: &[u8]) -> &[u8; 24] {
-    conn_msg[2 + 2 + 32 + 24..2 + 2 + 32 + 24 + 24]
-        .try_into()
-        .unwrap()
+    conn_msg[2 + 2 + 32 + 24..2 + 2 + 32 + 24 + 24].try_into().unwrap()
 }
 
 /// Feeds `bytes` to `hs`, taking every step; returns the final outcome.
-fn feed(
-    mut hs: Handshake<ConnectionMetadata>,
-    bytes: &[u8],
-    split: usize,
-) -> Result<bool, AuthError> {
+fn feed(mut hs: Handshake<ConnectionMetadata>, bytes: &[u8], split: usize) -> Result<bool, AuthError> {
     let mut rest = bytes;
     while !rest.is_empty() {
         let piece = &rest[..rest.len().min(split.max(1))];
@@ -398,11 +324,7 @@ fn a_stamp_exactly_at_the_level_passes() {
     let level = id.pow_level();
     id.proof_of_work_stamp = Stamp::from_bytes(*id.proof_of_work_stamp.as_bytes());
     let y = Identity::ephemeral();
-    let (_, b) = run(
-        start(&id, 0.0, 1, false),
-        start(&y, f64::from(level), 1, true),
-        Decision::Accept,
-        Decision::Accept,
-    );
+    let (_, b) =
+        run(start(&id, 0.0, 1, false), start(&y, f64::from(level), 1, true), Decision::Accept, Decision::Accept);
     assert!(b.is_ok());
 }

@@ -64,14 +64,9 @@ async fn an_idle_connection_holds_no_burst_buffers() {
         for _ in 0..n {
             let server = async {
                 let (s, _) = listener.accept().await.unwrap();
-                actor::authenticate(s, lb.clone(), true, Duration::from_secs(10))
-                    .await
-                    .unwrap()
+                actor::authenticate(s, lb.clone(), true, Duration::from_secs(10)).await.unwrap()
             };
-            let (a, b) = tokio::join!(
-                actor::connect(addr, la.clone(), Duration::from_secs(10)),
-                server
-            );
+            let (a, b) = tokio::join!(actor::connect(addr, la.clone(), Duration::from_secs(10)), server);
             let (a, b) = tokio::join!(
                 a.unwrap().accept::<RawMessage>(ConnectionConfig::default()),
                 b.accept::<RawMessage>(ConnectionConfig::default())
@@ -92,10 +87,7 @@ async fn an_idle_connection_holds_no_burst_buffers() {
         let per_conn = (LIVE.load(Ordering::SeqCst) - before) / (2 * n as isize);
         if round == 1 {
             println!("heap per idle authenticated connection: {per_conn} bytes ({PAIRS} pairs)");
-            assert!(
-                per_conn <= IDLE_HEAP_BOUND,
-                "{per_conn} bytes per idle connection"
-            );
+            assert!(per_conn <= IDLE_HEAP_BOUND, "{per_conn} bytes per idle connection");
         }
         conns.extend(batch);
     }

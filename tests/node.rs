@@ -46,9 +46,7 @@ impl Handler<NodeEvent> for Forward {
     }
 }
 
-async fn node_with(
-    f: impl FnOnce(&mut NodeConfig<ConnectionMetadata>),
-) -> (TestNode, mpsc::Receiver<NodeEvent>) {
+async fn node_with(f: impl FnOnce(&mut NodeConfig<ConnectionMetadata>)) -> (TestNode, mpsc::Receiver<NodeEvent>) {
     let mut config = NodeConfig::new(Identity::ephemeral(), ConnectionMetadata::default());
     config.listen_addr = Some("127.0.0.1:0".parse().unwrap());
     config.expected_pow = PowTarget::new(0.0).unwrap();
@@ -68,12 +66,7 @@ async fn dial(from: [u8; 4], to: SocketAddr) -> TcpStream {
 }
 
 /// A well-behaved client from `from`, as an accepted connection.
-async fn client(
-    from: [u8; 4],
-    to: SocketAddr,
-    id: &Identity,
-    port: Option<u16>,
-) -> Result<Conn, AuthError> {
+async fn client(from: [u8; 4], to: SocketAddr, id: &Identity, port: Option<u16>) -> Result<Conn, AuthError> {
     let stream = dial(from, to).await;
     actor::authenticate(stream, local(id, port), false, T)
         .await?
@@ -81,15 +74,9 @@ async fn client(
         .await
 }
 
-async fn next_matching(
-    rx: &mut mpsc::Receiver<NodeEvent>,
-    mut f: impl FnMut(&NodeEvent) -> bool,
-) -> NodeEvent {
+async fn next_matching(rx: &mut mpsc::Receiver<NodeEvent>, mut f: impl FnMut(&NodeEvent) -> bool) -> NodeEvent {
     loop {
-        let ev = tokio::time::timeout(T, rx.recv())
-            .await
-            .expect("event in time")
-            .expect("events open");
+        let ev = tokio::time::timeout(T, rx.recv()).await.expect("event in time").expect("events open");
         if f(&ev) {
             return ev;
         }
@@ -98,72 +85,40 @@ async fn next_matching(
 
 #[actix::test]
 async fn a_tampered_chunk_greylists_the_peer_which_is_refused_at_accept_until_expiry() {
-    let (node, mut events) =
-        node_with(|c| c.acl.greylist_timeout = Duration::from_millis(300)).await;
+    let (node, mut events) = node_with(|c| c.acl.greylist_timeout = Duration::from_millis(300)).await;
     let addr = node.listen_addr().unwrap();
     // The misbehaving peer runs the pure handshake, then sends a chunk with a flipped bit.
     let stream = dial([127, 0, 0, 3], addr).await;
-    let (mut stream, mut session, _) = hs::authenticate(
-        stream,
-        local(&Identity::ephemeral(), None),
-        false,
-        Some(addr),
-        |_| Ok(()),
-    )
-    .await
-    .unwrap()
-    .accept()
-    .await
-    .unwrap();
+    let (mut stream, mut session, _) =
+        hs::authenticate(stream, local(&Identity::ephemeral(), None), false, Some(addr), |_| Ok(()))
+            .await
+            .unwrap()
+            .accept()
+            .await
+            .unwrap();
     let mut enc = Vec::new();
-    RawMessage(Bytes::from_static(b"hello"))
-        .encode(&mut enc)
-        .unwrap();
+    RawMessage(Bytes::from_static(b"hello")).encode(&mut enc).unwrap();
     let mut chunk = bytes::BytesMut::new();
     seal_chunks(&mut session.sealer, &enc, ChunkSize::default(), &mut chunk);
     chunk[5] ^= 1;
     stream.write_all(&chunk).await.unwrap();
     let ev = next_matching(&mut events, |e| matches!(e, NodeEvent::Disconnected { .. })).await;
-    assert!(
-        matches!(
-            ev,
-            NodeEvent::Disconnected {
-                reason: "DecipherError",
-                ..
-            }
-        ),
-        "{ev:?}"
-    );
+    assert!(matches!(ev, NodeEvent::Disconnected { reason: "DecipherError", .. }), "{ev:?}");
 
     // Refused at accept: the node closes without sending a single byte (no handshake crypto).
     let mut again = dial([127, 0, 0, 3], addr).await;
     let mut buf = [0u8; 16];
     assert_eq!(again.read(&mut buf).await.unwrap(), 0);
     let ev = next_matching(&mut events, |e| matches!(e, NodeEvent::Rejected { .. })).await;
-    assert!(
-        matches!(
-            ev,
-            NodeEvent::Rejected {
-                reason: "Greylisted",
-                peer_id: None,
-                ..
-            }
-        ),
-        "{ev:?}"
-    );
+    assert!(matches!(ev, NodeEvent::Rejected { reason: "Greylisted", peer_id: None, .. }), "{ev:?}");
     // Another address is served meanwhile.
-    assert!(client([127, 0, 0, 4], addr, &Identity::ephemeral(), None)
-        .await
-        .is_ok());
+    assert!(client([127, 0, 0, 4], addr, &Identity::ephemeral(), None).await.is_ok());
     // Once the entry expires the address gets in again.
     let mut tries = 0;
     loop {
         tries += 1;
         assert!(tries < 200, "still refused");
-        if client([127, 0, 0, 3], addr, &Identity::ephemeral(), None)
-            .await
-            .is_ok()
-        {
+        if client([127, 0, 0, 3], addr, &Identity::ephemeral(), None).await.is_ok() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -174,29 +129,18 @@ async fn a_tampered_chunk_greylists_the_peer_which_is_refused_at_accept_until_ex
 async fn beyond_max_connections_a_peer_gets_too_many_connections_with_known_points() {
     let (node, _events) = node_with(|c| c.limits.max_connections = 1).await;
     let addr = node.listen_addr().unwrap();
-    let first = client([127, 0, 0, 1], addr, &Identity::ephemeral(), Some(4242))
-        .await
-        .unwrap();
+    let first = client([127, 0, 0, 1], addr, &Identity::ephemeral(), Some(4242)).await.unwrap();
     let second = client([127, 0, 0, 1], addr, &Identity::ephemeral(), None).await;
     match second {
-        Err(AuthError::RejectedByNack {
-            motive: NackMotive::TooManyConnections,
-            alternative_points: Some(points),
-        }) => {
-            assert!(
-                points.contains(&"127.0.0.1:4242".parse().unwrap()),
-                "{points:?}"
-            );
+        Err(AuthError::RejectedByNack { motive: NackMotive::TooManyConnections, alternative_points: Some(points) }) => {
+            assert!(points.contains(&"127.0.0.1:4242".parse().unwrap()), "{points:?}");
         }
         other => panic!("{other:?}"),
     }
     // After the first leaves, there is room again.
     first.close(true).await;
     let mut tries = 0;
-    while client([127, 0, 0, 1], addr, &Identity::ephemeral(), None)
-        .await
-        .is_err()
-    {
+    while client([127, 0, 0, 1], addr, &Identity::ephemeral(), None).await.is_err() {
         tries += 1;
         assert!(tries < 200);
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -221,10 +165,7 @@ async fn the_builder_starts_a_node_that_dials_another() {
     let conn = b.connect(a.listen_addr().unwrap()).await.unwrap();
     assert_eq!(conn.info().peer_id, a.peer_id());
     // The dialled side advertises its listening port; the dialled point becomes known.
-    assert_eq!(
-        conn.info().announced_port,
-        a.listen_addr().map(|x| x.port())
-    );
+    assert_eq!(conn.info().announced_port, a.listen_addr().map(|x| x.port()));
     assert_eq!(b.peer(&a.peer_id()).unwrap().entry.point, a.listen_addr());
 }
 
@@ -237,10 +178,7 @@ async fn a_second_connection_of_a_connected_peer_is_refused() {
     let second = client([127, 0, 0, 1], addr, &me, None).await;
     assert_eq!(
         second.err(),
-        Some(AuthError::RejectedByNack {
-            motive: NackMotive::AlreadyConnected,
-            alternative_points: Some(vec![])
-        })
+        Some(AuthError::RejectedByNack { motive: NackMotive::AlreadyConnected, alternative_points: Some(vec![]) })
     );
     assert_eq!(node.connections().len(), 1);
     assert!(node.peer(&me.peer_id).unwrap().connection.is_some());
@@ -250,13 +188,8 @@ async fn a_second_connection_of_a_connected_peer_is_refused() {
 async fn connecting_to_ourselves_is_reported_and_greylists_nobody() {
     let (node, _events) = node_with(|_| {}).await;
     let addr = node.listen_addr().unwrap();
-    assert!(matches!(
-        node.connect(addr).await,
-        Err(AuthError::Myself { .. })
-    ));
-    assert!(client([127, 0, 0, 1], addr, &Identity::ephemeral(), None)
-        .await
-        .is_ok());
+    assert!(matches!(node.connect(addr).await, Err(AuthError::Myself { .. })));
+    assert!(client([127, 0, 0, 1], addr, &Identity::ephemeral(), None).await.is_ok());
     assert_eq!(node.registry().table().greylist_sizes(), (0, 0));
 }
 
@@ -269,16 +202,7 @@ async fn a_banned_peer_id_is_refused_right_after_its_connection_message() {
     let r = client([127, 0, 0, 5], addr, &bad, None).await;
     assert_eq!(r.err(), Some(AuthError::ConnectionClosed));
     let ev = next_matching(&mut events, |e| matches!(e, NodeEvent::Rejected { .. })).await;
-    assert!(
-        matches!(
-            ev,
-            NodeEvent::Rejected {
-                reason: "PeerBanned",
-                ..
-            }
-        ),
-        "{ev:?}"
-    );
+    assert!(matches!(ev, NodeEvent::Rejected { reason: "PeerBanned", .. }), "{ev:?}");
 }
 
 #[actix::test]
@@ -317,11 +241,7 @@ async fn broadcast_and_subscriptions_cover_every_connection_then_shutdown_closes
     node.subscribe(Collect(tx).start().recipient());
     let mut clients = Vec::new();
     for i in 0..3u8 {
-        clients.push(
-            client([127, 0, 0, 10 + i], addr, &Identity::ephemeral(), None)
-                .await
-                .unwrap(),
-        );
+        clients.push(client([127, 0, 0, 10 + i], addr, &Identity::ephemeral(), None).await.unwrap());
     }
     let mut tries = 0;
     while node.connections().len() < 3 {
@@ -330,27 +250,17 @@ async fn broadcast_and_subscriptions_cover_every_connection_then_shutdown_closes
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     for (i, c) in clients.iter().enumerate() {
-        c.write(&RawMessage(Bytes::from(vec![i as u8; 3])))
-            .await
-            .unwrap();
+        c.write(&RawMessage(Bytes::from(vec![i as u8; 3]))).await.unwrap();
     }
     let mut got: Vec<Bytes> = Vec::new();
     for _ in 0..3 {
         got.push(tokio::time::timeout(T, rx.recv()).await.unwrap().unwrap().1);
     }
     got.sort();
-    assert_eq!(
-        got,
-        (0..3u8)
-            .map(|i| Bytes::from(vec![i; 3]))
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(got, (0..3u8).map(|i| Bytes::from(vec![i; 3])).collect::<Vec<_>>());
     assert_eq!(node.broadcast(&RawMessage(Bytes::from_static(b"all"))), 3);
     for c in &clients {
-        assert_eq!(
-            c.read().await.unwrap().1,
-            RawMessage(Bytes::from_static(b"all"))
-        );
+        assert_eq!(c.read().await.unwrap().1, RawMessage(Bytes::from_static(b"all")));
     }
     node.shutdown().await;
     for c in &clients {

@@ -64,13 +64,7 @@ async fn dial(from: [u8; 4], to: SocketAddr) -> tokio::net::TcpStream {
     s.connect(to).await.unwrap()
 }
 
-async fn client(
-    from: [u8; 4],
-    to: SocketAddr,
-    id: Identity,
-    chain: &str,
-    config: ConnectionConfig,
-) -> Option<Conn> {
+async fn client(from: [u8; 4], to: SocketAddr, id: Identity, chain: &str, config: ConnectionConfig) -> Option<Conn> {
     let stream = dial(from, to).await;
     actor::authenticate(stream, local(id, chain), false, Duration::from_secs(10))
         .await
@@ -86,9 +80,7 @@ fn http_get(addr: SocketAddr, path: &str) -> String {
     write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
-    out.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default()
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
 }
 
 fn urlencode(s: &str) -> String {
@@ -104,61 +96,31 @@ fn urlencode(s: &str) -> String {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn query(prom: SocketAddr, q: &str) -> Value {
-    serde_json::from_str(&http_get(
-        prom,
-        &format!("/api/v1/query?query={}", urlencode(q)),
-    ))
-    .unwrap_or(Value::Null)
+    serde_json::from_str(&http_get(prom, &format!("/api/v1/query?query={}", urlencode(q)))).unwrap_or(Value::Null)
 }
 
 /// Every `expr` of every panel of every dashboard, with Grafana's variables substituted.
 fn dashboard_exprs() -> Vec<(String, String)> {
     let mut out = Vec::new();
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/grafana/dashboards");
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     for f in files {
         let d: Value = serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
         // Datasource from a template variable, never an import placeholder.
         let text = std::fs::read_to_string(&f).unwrap();
-        assert!(
-            !text.contains("DS_PROMETHEUS"),
-            "{f:?} uses an import placeholder"
-        );
-        assert!(d["templating"]["list"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|v| v["type"] == "datasource"));
+        assert!(!text.contains("DS_PROMETHEUS"), "{f:?} uses an import placeholder");
+        assert!(d["templating"]["list"].as_array().unwrap().iter().any(|v| v["type"] == "datasource"));
         for p in d["panels"].as_array().unwrap() {
-            assert_eq!(
-                p["datasource"]["uid"], "${datasource}",
-                "{f:?}: {}",
-                p["title"]
-            );
+            assert_eq!(p["datasource"]["uid"], "${datasource}", "{f:?}: {}", p["title"]);
             for t in p["targets"].as_array().unwrap() {
-                let expr = t["expr"]
-                    .as_str()
-                    .unwrap()
-                    .replace("$__rate_interval", "1m")
-                    .replace("$instance", ".*");
+                let expr = t["expr"].as_str().unwrap().replace("$__rate_interval", "1m").replace("$instance", ".*");
                 out.push((
-                    format!(
-                        "{} / {}",
-                        f.file_name().unwrap().to_string_lossy(),
-                        p["title"].as_str().unwrap()
-                    ),
+                    format!("{} / {}", f.file_name().unwrap().to_string_lossy(), p["title"].as_str().unwrap()),
                     expr,
                 ));
             }
@@ -170,21 +132,13 @@ fn dashboard_exprs() -> Vec<(String, String)> {
 #[actix::test]
 #[ignore = "needs prometheus and promtool (apt-get install prometheus); run by .ci/run"]
 async fn dashboards_evaluate_against_a_real_prometheus_scraping_a_node_under_traffic() {
-    let telemetry = Telemetry::serve("127.0.0.1:0".parse().unwrap(), false)
-        .await
-        .unwrap();
+    let telemetry = Telemetry::serve("127.0.0.1:0".parse().unwrap(), false).await.unwrap();
     let mut config = NodeConfig::new(identity_at(POW), ConnectionMetadata::default());
     config.listen_addr = Some("127.0.0.1:0".parse().unwrap());
     config.expected_pow = PowTarget::new(POW).unwrap();
     config.workers = 2;
-    config.bandwidth = Limits {
-        max_upload_bytes_per_s: Some(50_000_000),
-        max_download_bytes_per_s: None,
-    };
-    config.connection = ConnectionConfig {
-        outgoing_queue_bytes: 32 * 1024,
-        ..Default::default()
-    };
+    config.bandwidth = Limits { max_upload_bytes_per_s: Some(50_000_000), max_download_bytes_per_s: None };
+    config.connection = ConnectionConfig { outgoing_queue_bytes: 32 * 1024, ..Default::default() };
     let node: Node<RawMessage, ConnectionMetadata> = Node::start(config).await.unwrap();
     let addr = node.listen_addr().unwrap();
 
@@ -202,10 +156,7 @@ async fn dashboards_evaluate_against_a_real_prometheus_scraping_a_node_under_tra
     .unwrap();
     let mut prometheus = Command::new("prometheus")
         .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
         .arg(format!("--web.listen-address={prom}"))
         .arg("--log.level=warn")
         .stdout(Stdio::null())
@@ -218,53 +169,28 @@ async fn dashboards_evaluate_against_a_real_prometheus_scraping_a_node_under_tra
     let mut conns = Vec::new();
     for i in 0..3u8 {
         conns.push(
-            client(
-                [127, 0, 0, 10 + i],
-                addr,
-                identity_at(POW),
-                "TEZOS_MAINNET",
-                ConnectionConfig::default(),
-            )
-            .await
-            .unwrap(),
+            client([127, 0, 0, 10 + i], addr, identity_at(POW), "TEZOS_MAINNET", ConnectionConfig::default())
+                .await
+                .unwrap(),
         );
     }
-    assert!(client(
-        [127, 0, 0, 20],
-        addr,
-        identity_at(POW),
-        "OTHER_CHAIN",
-        ConnectionConfig::default()
-    )
-    .await
-    .is_none());
-    assert!(client(
-        [127, 0, 0, 21],
-        addr,
-        weak_identity(),
-        "TEZOS_MAINNET",
-        ConnectionConfig::default()
-    )
-    .await
-    .is_none());
+    assert!(client([127, 0, 0, 20], addr, identity_at(POW), "OTHER_CHAIN", ConnectionConfig::default())
+        .await
+        .is_none());
+    assert!(client([127, 0, 0, 21], addr, weak_identity(), "TEZOS_MAINNET", ConnectionConfig::default())
+        .await
+        .is_none());
     {
         let stream = dial([127, 0, 0, 22], addr).await;
-        let (mut stream, mut session, _) = hs::authenticate(
-            stream,
-            local(identity_at(POW), "TEZOS_MAINNET"),
-            false,
-            Some(addr),
-            |_| Ok(()),
-        )
-        .await
-        .unwrap()
-        .accept()
-        .await
-        .unwrap();
+        let (mut stream, mut session, _) =
+            hs::authenticate(stream, local(identity_at(POW), "TEZOS_MAINNET"), false, Some(addr), |_| Ok(()))
+                .await
+                .unwrap()
+                .accept()
+                .await
+                .unwrap();
         let mut enc = Vec::new();
-        RawMessage(Bytes::from_static(b"x"))
-            .encode(&mut enc)
-            .unwrap();
+        RawMessage(Bytes::from_static(b"x")).encode(&mut enc).unwrap();
         let mut chunk = bytes::BytesMut::new();
         seal_chunks(&mut session.sealer, &enc, ChunkSize::default(), &mut chunk);
         chunk[4] ^= 1;
@@ -290,18 +216,11 @@ async fn dashboards_evaluate_against_a_real_prometheus_scraping_a_node_under_tra
         tokio::time::sleep(Duration::from_millis(200)).await;
         // Ready once Prometheus has at least 6 samples (6 s at 1 s) of our target.
         let v = tokio::task::spawn_blocking(move || {
-            query(
-                prom,
-                "count_over_time(tezos_p2p_connections{direction=\"incoming\"}[1m])",
-            )
+            query(prom, "count_over_time(tezos_p2p_connections{direction=\"incoming\"}[1m])")
         })
         .await
         .unwrap();
-        if v["data"]["result"][0]["value"][1]
-            .as_str()
-            .and_then(|x| x.parse::<f64>().ok())
-            .is_some_and(|n| n >= 6.0)
-        {
+        if v["data"]["result"][0]["value"][1].as_str().and_then(|x| x.parse::<f64>().ok()).is_some_and(|n| n >= 6.0) {
             scraped = true;
             break;
         }
@@ -317,12 +236,7 @@ async fn dashboards_evaluate_against_a_real_prometheus_scraping_a_node_under_tra
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(exposition.as_bytes())
-        .unwrap();
+    promtool.stdin.take().unwrap().write_all(exposition.as_bytes()).unwrap();
     let out = promtool.wait_with_output().unwrap();
     assert!(
         out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
@@ -337,26 +251,15 @@ async fn dashboards_evaluate_against_a_real_prometheus_scraping_a_node_under_tra
     let mut failures = Vec::new();
     for (panel, expr) in &exprs {
         let e = expr.clone();
-        let v = tokio::task::spawn_blocking(move || query(prom, &e))
-            .await
-            .unwrap();
-        let ok = v["status"] == "success"
-            && v["data"]["result"]
-                .as_array()
-                .is_some_and(|r| !r.is_empty());
+        let v = tokio::task::spawn_blocking(move || query(prom, &e)).await.unwrap();
+        let ok = v["status"] == "success" && v["data"]["result"].as_array().is_some_and(|r| !r.is_empty());
         if !ok {
             failures.push(format!("{panel}: {expr} -> {v}"));
         }
     }
     let _ = prometheus.kill();
     let _ = prometheus.wait();
-    assert!(
-        failures.is_empty(),
-        "{} of {} expressions failed:\n{}",
-        failures.len(),
-        exprs.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} of {} expressions failed:\n{}", failures.len(), exprs.len(), failures.join("\n"));
     println!("{} dashboard expressions evaluated with data", exprs.len());
     node.shutdown().await;
 }

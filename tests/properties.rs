@@ -9,20 +9,15 @@ use tezos_p2p::crypto::{ChannelKey, Nonce, Opener, PeerId, PublicKey, Sealer};
 use tezos_p2p::message::{Encoding, P2pMessage, RawMessage};
 use tezos_p2p::pow::Stamp;
 use tezos_p2p::wire::{
-    seal_chunks, AckMessage, ChainName, ChunkDecoder, ChunkSize, ConnectionMessage,
-    ConnectionMetadata, Metadata, NackMotive, NetworkVersion,
+    seal_chunks, AckMessage, ChainName, ChunkDecoder, ChunkSize, ConnectionMessage, ConnectionMetadata, Metadata,
+    NackMotive, NetworkVersion,
 };
 
 fn point() -> impl Strategy<Value = SocketAddr> {
     prop_oneof![
-        (any::<[u8; 4]>(), any::<u16>())
-            .prop_map(|(ip, port)| SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), port)),
+        (any::<[u8; 4]>(), any::<u16>()).prop_map(|(ip, port)| SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), port)),
         (any::<[u8; 16]>(), any::<u16>())
-            .prop_filter("mapped v4 addresses print as v4", |(ip, _)| Ipv6Addr::from(
-                *ip
-            )
-            .to_ipv4_mapped()
-            .is_none())
+            .prop_filter("mapped v4 addresses print as v4", |(ip, _)| Ipv6Addr::from(*ip).to_ipv4_mapped().is_none())
             .prop_map(|(ip, port)| SocketAddr::new(IpAddr::V6(Ipv6Addr::from(ip)), port)),
     ]
 }
@@ -37,33 +32,22 @@ fn connection_message() -> impl Strategy<Value = ConnectionMessage> {
         any::<u16>(),
         any::<u16>(),
     )
-        .prop_map(
-            |(port, pk, stamp, nonce, name, ddb, p2p)| ConnectionMessage {
-                port,
-                public_key: PublicKey::from_bytes(pk),
-                proof_of_work_stamp: Stamp::from_bytes(stamp),
-                message_nonce: Nonce::from_bytes(nonce),
-                version: NetworkVersion {
-                    chain_name: ChainName::new(name),
-                    distributed_db_version: ddb,
-                    p2p_version: p2p,
-                },
-            },
-        )
+        .prop_map(|(port, pk, stamp, nonce, name, ddb, p2p)| ConnectionMessage {
+            port,
+            public_key: PublicKey::from_bytes(pk),
+            proof_of_work_stamp: Stamp::from_bytes(stamp),
+            message_nonce: Nonce::from_bytes(nonce),
+            version: NetworkVersion { chain_name: ChainName::new(name), distributed_db_version: ddb, p2p_version: p2p },
+        })
 }
 
 fn ack() -> impl Strategy<Value = AckMessage> {
     prop_oneof![
         Just(AckMessage::Ack),
         Just(AckMessage::NackV0),
-        (any::<i16>(), proptest::collection::vec(point(), 0..=100)).prop_map(
-            |(code, alternative_points)| {
-                AckMessage::Nack {
-                    motive: NackMotive::from_code(code),
-                    alternative_points,
-                }
-            }
-        ),
+        (any::<i16>(), proptest::collection::vec(point(), 0..=100)).prop_map(|(code, alternative_points)| {
+            AckMessage::Nack { motive: NackMotive::from_code(code), alternative_points }
+        }),
     ]
 }
 
@@ -72,27 +56,18 @@ fn p2p_message() -> impl Strategy<Value = P2pMessage> {
         Just(P2pMessage::Disconnect),
         Just(P2pMessage::Bootstrap),
         proptest::collection::vec(point(), 0..=100).prop_map(P2pMessage::Advertise),
-        (point(), any::<[u8; 16]>()).prop_map(|(point, id)| P2pMessage::SwapRequest {
-            point,
-            peer_id: PeerId::from_bytes(id)
-        }),
-        (point(), any::<[u8; 16]>()).prop_map(|(point, id)| P2pMessage::SwapAck {
-            point,
-            peer_id: PeerId::from_bytes(id)
-        }),
+        (point(), any::<[u8; 16]>())
+            .prop_map(|(point, id)| P2pMessage::SwapRequest { point, peer_id: PeerId::from_bytes(id) }),
+        (point(), any::<[u8; 16]>())
+            .prop_map(|(point, id)| P2pMessage::SwapAck { point, peer_id: PeerId::from_bytes(id) }),
         (
             prop::sample::select(vec![
-                0x10u16, 0x11, 0x12, 0x13, 0x14, 0x20, 0x21, 0x30, 0x31, 0x40, 0x41, 0x60, 0x61,
-                0x70, 0x71, 0x80, 0x81, 0x90, 0x91
+                0x10u16, 0x11, 0x12, 0x13, 0x14, 0x20, 0x21, 0x30, 0x31, 0x40, 0x41, 0x60, 0x61, 0x70, 0x71, 0x80,
+                0x81, 0x90, 0x91
             ]),
             proptest::collection::vec(any::<u8>(), 0..300)
         )
-            .prop_map(|(tag, body)| {
-                P2pMessage::Message {
-                    tag,
-                    body: Bytes::from(body),
-                }
-            }),
+            .prop_map(|(tag, body)| { P2pMessage::Message { tag, body: Bytes::from(body) } }),
     ]
 }
 
@@ -195,14 +170,8 @@ proptest! {
 fn unknown_p2p_message_tags_are_refused_both_ways() {
     for tag in [0u16, 6, 0x15, 0x50, 0xffff] {
         let bytes = [0, 0, 0, 2, (tag >> 8) as u8, tag as u8];
-        assert!(
-            P2pMessage::decode(bytes.to_vec().into()).is_err(),
-            "{tag:#x}"
-        );
-        let m = P2pMessage::Message {
-            tag,
-            body: Bytes::new(),
-        };
+        assert!(P2pMessage::decode(bytes.to_vec().into()).is_err(), "{tag:#x}");
+        let m = P2pMessage::Message { tag, body: Bytes::new() };
         assert!(m.encode(&mut Vec::new()).is_err(), "{tag:#x}");
     }
 }

@@ -38,12 +38,7 @@ async fn pair(ca: ConnectionConfig, cb: ConnectionConfig) -> (Conn, Conn) {
             .unwrap()
     };
     let client = async {
-        actor::connect(addr, local(), Duration::from_secs(10))
-            .await
-            .unwrap()
-            .accept::<RawMessage>(ca)
-            .await
-            .unwrap()
+        actor::connect(addr, local(), Duration::from_secs(10)).await.unwrap().accept::<RawMessage>(ca).await.unwrap()
     };
     tokio::join!(client, server)
 }
@@ -51,14 +46,8 @@ async fn pair(ca: ConnectionConfig, cb: ConnectionConfig) -> (Conn, Conn) {
 #[actix::test]
 async fn a_download_limit_throttles_without_losing_data_and_can_be_lifted() {
     let limit = 256 * 1024;
-    let scheduler = Scheduler::start(Limits {
-        max_download_bytes_per_s: Some(limit),
-        max_upload_bytes_per_s: None,
-    });
-    let cb = ConnectionConfig {
-        scheduler: Some(scheduler.clone()),
-        ..Default::default()
-    };
+    let scheduler = Scheduler::start(Limits { max_download_bytes_per_s: Some(limit), max_upload_bytes_per_s: None });
+    let cb = ConnectionConfig { scheduler: Some(scheduler.clone()), ..Default::default() };
     let (a, b) = pair(ConnectionConfig::default(), cb).await;
     assert_eq!(scheduler.connections(), 1);
     let msg = RawMessage(Bytes::from(vec![9u8; 64 * 1024]));
@@ -70,19 +59,11 @@ async fn a_download_limit_throttles_without_losing_data_and_can_be_lifted() {
         assert_eq!(b.read().await.unwrap().1, msg);
     }
     // 512 KiB at 256 KiB/s cannot arrive in less than about 2 s (a lower bound: safe on a slow machine).
-    assert!(
-        start.elapsed() >= Duration::from_millis(1500),
-        "{:?}",
-        start.elapsed()
-    );
+    assert!(start.elapsed() >= Duration::from_millis(1500), "{:?}", start.elapsed());
     assert!(scheduler.throttled().1 > Duration::ZERO);
     assert!(scheduler.stat().total_recv >= 8 * 64 * 1024);
     // Lifted at run time by an actor message: the rest flows at once.
-    scheduler
-        .addr()
-        .send(SetLimits(Limits::default()))
-        .await
-        .unwrap();
+    scheduler.addr().send(SetLimits(Limits::default())).await.unwrap();
     assert_eq!(scheduler.limits(), Limits::default());
     for _ in 0..64 {
         a.write(&msg).await.unwrap();
@@ -96,14 +77,9 @@ async fn a_download_limit_throttles_without_losing_data_and_can_be_lifted() {
 
 #[actix::test]
 async fn an_upload_limit_throttles_the_writer() {
-    let scheduler = Scheduler::start(Limits {
-        max_upload_bytes_per_s: Some(256 * 1024),
-        max_download_bytes_per_s: None,
-    });
-    let ca = ConnectionConfig {
-        scheduler: Some(scheduler.clone()),
-        ..Default::default()
-    };
+    let scheduler =
+        Scheduler::start(Limits { max_upload_bytes_per_s: Some(256 * 1024), max_download_bytes_per_s: None });
+    let ca = ConnectionConfig { scheduler: Some(scheduler.clone()), ..Default::default() };
     let (a, b) = pair(ca, ConnectionConfig::default()).await;
     let msg = RawMessage(Bytes::from(vec![3u8; 128 * 1024]));
     let start = Instant::now();
@@ -111,11 +87,7 @@ async fn an_upload_limit_throttles_the_writer() {
         a.write(&msg).await.unwrap();
         assert_eq!(b.read().await.unwrap().1, msg);
     }
-    assert!(
-        start.elapsed() >= Duration::from_millis(1500),
-        "{:?}",
-        start.elapsed()
-    );
+    assert!(start.elapsed() >= Duration::from_millis(1500), "{:?}", start.elapsed());
     assert!(scheduler.throttled().0 > Duration::ZERO);
     assert!(scheduler.stat().total_sent >= 4 * 128 * 1024);
 }

@@ -7,17 +7,14 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use serde_json::Value;
 use tezos_p2p::crypto::{
-    blake2b_128, blake2b_256, generate_nonces, ChannelKey, Nonce, Opener, PeerId, PublicKey,
-    SecretKey,
+    blake2b_128, blake2b_256, generate_nonces, ChannelKey, Nonce, Opener, PeerId, PublicKey, SecretKey,
 };
 use tezos_p2p::handshake::{ExpectConnectionMessage, LocalConfig};
 use tezos_p2p::identity::Identity;
 use tezos_p2p::message::{Encoding, P2pMessage};
 use tezos_p2p::pow::{check_proof_of_work, pow_level, PowTarget, Stamp};
 use tezos_p2p::stat::MovingAverage;
-use tezos_p2p::wire::{
-    AckMessage, ChunkDecoder, ConnectionMessage, ConnectionMetadata, Metadata, NackMotive, Reader,
-};
+use tezos_p2p::wire::{AckMessage, ChunkDecoder, ConnectionMessage, ConnectionMetadata, Metadata, NackMotive, Reader};
 
 fn h(v: &Value) -> Vec<u8> {
     hex::decode(v.as_str().expect("hex string")).expect("valid hex")
@@ -28,41 +25,13 @@ fn arr<const N: usize>(v: &Value) -> [u8; N] {
 }
 
 fn check_decoded(id: &str, msg: &ConnectionMessage, want: &Value) {
-    assert_eq!(
-        msg.port.unwrap_or(0),
-        want["port"].as_u64().unwrap() as u16,
-        "{id} port"
-    );
-    assert_eq!(
-        msg.public_key.as_bytes().to_vec(),
-        h(&want["public_key_hex"]),
-        "{id} pk"
-    );
-    assert_eq!(
-        msg.proof_of_work_stamp.as_bytes().to_vec(),
-        h(&want["proof_of_work_stamp_hex"]),
-        "{id} stamp"
-    );
-    assert_eq!(
-        msg.message_nonce.as_bytes().to_vec(),
-        h(&want["message_nonce_hex"]),
-        "{id} nonce"
-    );
-    assert_eq!(
-        msg.version.chain_name.as_bytes(),
-        want["chain_name"].as_str().unwrap().as_bytes(),
-        "{id} chain"
-    );
-    assert_eq!(
-        u64::from(msg.version.distributed_db_version),
-        want["distributed_db_version"].as_u64().unwrap(),
-        "{id}"
-    );
-    assert_eq!(
-        u64::from(msg.version.p2p_version),
-        want["p2p_version"].as_u64().unwrap(),
-        "{id}"
-    );
+    assert_eq!(msg.port.unwrap_or(0), want["port"].as_u64().unwrap() as u16, "{id} port");
+    assert_eq!(msg.public_key.as_bytes().to_vec(), h(&want["public_key_hex"]), "{id} pk");
+    assert_eq!(msg.proof_of_work_stamp.as_bytes().to_vec(), h(&want["proof_of_work_stamp_hex"]), "{id} stamp");
+    assert_eq!(msg.message_nonce.as_bytes().to_vec(), h(&want["message_nonce_hex"]), "{id} nonce");
+    assert_eq!(msg.version.chain_name.as_bytes(), want["chain_name"].as_str().unwrap().as_bytes(), "{id} chain");
+    assert_eq!(u64::from(msg.version.distributed_db_version), want["distributed_db_version"].as_u64().unwrap(), "{id}");
+    assert_eq!(u64::from(msg.version.p2p_version), want["p2p_version"].as_u64().unwrap(), "{id}");
 }
 
 /// Seals `plaintext` as one wire chunk (`u16be E ‖ tag ‖ ct`) with `key` and `nonce`.
@@ -95,43 +64,21 @@ fn check(v: &Value) {
             let bytes = h(&i["bytes_hex"]);
             let mut be = bytes.clone();
             be.reverse();
-            let dec = e["integer_decimal"]
-                .as_str()
-                .map(str::to_owned)
-                .unwrap_or_else(|| e["integer_decimal"].to_string());
+            let dec =
+                e["integer_decimal"].as_str().map(str::to_owned).unwrap_or_else(|| e["integer_decimal"].to_string());
             assert_eq!(decimal_of_be(&be), dec, "{id}");
         }
         "nonce_incr" => {
             let n = Nonce::from_bytes(arr(&i["nonce_hex"]));
-            assert_eq!(
-                n.incremented().as_bytes().to_vec(),
-                h(&e["incremented_hex"]),
-                "{id}"
-            );
+            assert_eq!(n.incremented().as_bytes().to_vec(), h(&e["incremented_hex"]), "{id}");
         }
         "gen_nonces" => {
             let (sent, recv) = (h(&i["sent_msg_hex"]), h(&i["recv_msg_hex"]));
             let n = generate_nonces(i["incoming"].as_bool().unwrap(), &sent, &recv);
-            assert_eq!(
-                n.local.as_bytes().to_vec(),
-                h(&e["local_nonce_hex"]),
-                "{id} local"
-            );
-            assert_eq!(
-                n.remote.as_bytes().to_vec(),
-                h(&e["remote_nonce_hex"]),
-                "{id} remote"
-            );
-            check_decoded(
-                id,
-                &ConnectionMessage::decode(&sent).unwrap(),
-                &e["derived_sent_decoded"],
-            );
-            check_decoded(
-                id,
-                &ConnectionMessage::decode(&recv).unwrap(),
-                &e["derived_recv_decoded"],
-            );
+            assert_eq!(n.local.as_bytes().to_vec(), h(&e["local_nonce_hex"]), "{id} local");
+            assert_eq!(n.remote.as_bytes().to_vec(), h(&e["remote_nonce_hex"]), "{id} remote");
+            check_decoded(id, &ConnectionMessage::decode(&sent).unwrap(), &e["derived_sent_decoded"]);
+            check_decoded(id, &ConnectionMessage::decode(&recv).unwrap(), &e["derived_recv_decoded"]);
         }
         "precompute" => {
             let key = ChannelKey::precompute(
@@ -139,11 +86,7 @@ fn check(v: &Value) {
                 &SecretKey::from_bytes(arr(&i["local_secret_key_hex"])),
             )
             .unwrap();
-            assert_eq!(
-                key.expose_secret().to_vec(),
-                h(&e["channel_key_hex"]),
-                "{id}"
-            );
+            assert_eq!(key.expose_secret().to_vec(), h(&e["channel_key_hex"]), "{id}");
         }
         "box_encrypt" => {
             let key = ChannelKey::from_bytes(arr(&i["channel_key_hex"]));
@@ -154,16 +97,8 @@ fn check(v: &Value) {
             key.seal_in_place(&nonce, &mut buf).unwrap();
             assert_eq!(buf, h(&e["tag_then_ciphertext_hex"]), "{id}");
             assert_eq!(buf[..16].to_vec(), h(&e["tag_hex"]), "{id} tag");
-            assert_eq!(
-                buf[16..].to_vec(),
-                h(&e["ciphertext_hex"]),
-                "{id} ciphertext"
-            );
-            assert_eq!(
-                wire_chunk(&key, &nonce, &pt),
-                h(&e["derived_wire_chunk_hex"]),
-                "{id} chunk"
-            );
+            assert_eq!(buf[16..].to_vec(), h(&e["ciphertext_hex"]), "{id} ciphertext");
+            assert_eq!(wire_chunk(&key, &nonce, &pt), h(&e["derived_wire_chunk_hex"]), "{id} chunk");
         }
         "box_decrypt" => {
             let key = ChannelKey::from_bytes(arr(&i["channel_key_hex"]));
@@ -176,11 +111,7 @@ fn check(v: &Value) {
             let mut wire = BytesMut::from(&((ct.len() as u16).to_be_bytes())[..]);
             wire.extend_from_slice(&ct);
             let mut d = ChunkDecoder::new(Opener::new(key.clone(), nonce));
-            assert_eq!(
-                d.decode(&mut wire.clone()).unwrap().unwrap().to_vec(),
-                h(&e["plaintext_hex"]),
-                "{id}"
-            );
+            assert_eq!(d.decode(&mut wire.clone()).unwrap().unwrap().to_vec(), h(&e["plaintext_hex"]), "{id}");
             wire[2] ^= 1;
             let mut d = ChunkDecoder::new(Opener::new(key, nonce));
             assert!(d.decode(&mut wire).is_err(), "{id}: tampered chunk opened");
@@ -191,40 +122,20 @@ fn check(v: &Value) {
             let chunk = wire_chunk(&key, &nonce, &h(&i["plaintext_hex"]));
             assert_eq!(chunk, h(&e["wire_chunk_hex"]), "{id}");
             let mut d = ChunkDecoder::new(Opener::new(key, nonce));
-            assert_eq!(
-                d.decode(&mut BytesMut::from(&chunk[..]))
-                    .unwrap()
-                    .unwrap()
-                    .to_vec(),
-                h(&i["plaintext_hex"])
-            );
+            assert_eq!(d.decode(&mut BytesMut::from(&chunk[..])).unwrap().unwrap().to_vec(), h(&i["plaintext_hex"]));
         }
         "pow_check" => {
             let pk = PublicKey::from_bytes(arr(&i["public_key_hex"]));
             let stamp = Stamp::from_bytes(arr(&i["proof_of_work_stamp_hex"]));
             let t = PowTarget::new(i["target_level"].as_f64().unwrap()).unwrap();
-            assert_eq!(
-                check_proof_of_work(&pk, &stamp, &t),
-                e["valid"].as_bool().unwrap(),
-                "{id}"
-            );
-            assert_eq!(
-                tezos_p2p::pow::pow_hash(&pk, &stamp).to_vec(),
-                h(&e["derived_pow_hash_hex"]),
-                "{id}"
-            );
+            assert_eq!(check_proof_of_work(&pk, &stamp, &t), e["valid"].as_bool().unwrap(), "{id}");
+            assert_eq!(tezos_p2p::pow::pow_hash(&pk, &stamp).to_vec(), h(&e["derived_pow_hash_hex"]), "{id}");
             assert_eq!(
                 u64::from(pow_level(&pk, &stamp)),
-                e["derived_leading_zero_bits_of_le_integer"]
-                    .as_u64()
-                    .unwrap()
+                e["derived_leading_zero_bits_of_le_integer"].as_u64().unwrap()
             );
             let t26 = PowTarget::new(26.0).unwrap();
-            assert_eq!(
-                check_proof_of_work(&pk, &stamp, &t26),
-                e["derived_valid_at_26"].as_bool().unwrap(),
-                "{id}"
-            );
+            assert_eq!(check_proof_of_work(&pk, &stamp, &t26), e["derived_valid_at_26"].as_bool().unwrap(), "{id}");
         }
         "pow_targets" => {
             let targets = e["target_hex"].as_object().unwrap();
@@ -236,24 +147,9 @@ fn check(v: &Value) {
         }
         "peer_id" => {
             let pk = PublicKey::from_bytes(arr(&i["public_key_hex"]));
-            assert_eq!(
-                pk.peer_id().to_string(),
-                e["peer_id_b58"].as_str().unwrap(),
-                "{id}"
-            );
-            assert_eq!(
-                pk.peer_id().as_bytes().to_vec(),
-                h(&e["derived_peer_id_raw_hex"]),
-                "{id}"
-            );
-            assert_eq!(
-                e["peer_id_b58"]
-                    .as_str()
-                    .unwrap()
-                    .parse::<PeerId>()
-                    .unwrap(),
-                pk.peer_id()
-            );
+            assert_eq!(pk.peer_id().to_string(), e["peer_id_b58"].as_str().unwrap(), "{id}");
+            assert_eq!(pk.peer_id().as_bytes().to_vec(), h(&e["derived_peer_id_raw_hex"]), "{id}");
+            assert_eq!(e["peer_id_b58"].as_str().unwrap().parse::<PeerId>().unwrap(), pk.peer_id());
         }
         "identity" => {
             let text = i["identity_json"].to_string();
@@ -262,26 +158,14 @@ fn check(v: &Value) {
                 && e["public_key_matches_secret_key"].as_bool().unwrap();
             assert_eq!(parsed.is_ok(), ok, "{id}: {:?}", parsed.err());
             let ident = parsed.unwrap();
-            assert_eq!(
-                ident.peer_id.as_bytes().to_vec(),
-                h(&e["derived_peer_id_raw_hex"]),
-                "{id}"
-            );
-            assert_eq!(
-                u64::from(ident.pow_level()),
-                e["derived_pow_leading_zero_bits"].as_u64().unwrap(),
-                "{id}"
-            );
+            assert_eq!(ident.peer_id.as_bytes().to_vec(), h(&e["derived_peer_id_raw_hex"]), "{id}");
+            assert_eq!(u64::from(ident.pow_level()), e["derived_pow_leading_zero_bits"].as_u64().unwrap(), "{id}");
             let valid: Vec<f64> = [0.0, 24.0, 26.0]
                 .into_iter()
                 .filter(|f| ident.check_pow(&PowTarget::new(*f).unwrap()).is_ok())
                 .collect();
-            let want: Vec<f64> = e["derived_valid_at_levels"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap())
-                .collect();
+            let want: Vec<f64> =
+                e["derived_valid_at_levels"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
             assert_eq!(valid, want, "{id}");
             // Our writer's output reads back to the same identity.
             let back = Identity::from_json(&ident.to_json()).unwrap();
@@ -294,10 +178,7 @@ fn check(v: &Value) {
             check_decoded(id, &msg, &e["decoded"]);
             let wire = msg.encode().unwrap();
             assert_eq!(wire, h(&e["derived_on_wire_hex"]), "{id}");
-            assert_eq!(
-                msg.public_key.peer_id().to_string(),
-                e["derived_remote_peer_id"].as_str().unwrap()
-            );
+            assert_eq!(msg.public_key.peer_id().to_string(), e["derived_remote_peer_id"].as_str().unwrap());
             assert_eq!(
                 u64::from(pow_level(&msg.public_key, &msg.proof_of_work_stamp)),
                 e["derived_pow_leading_zero_bits"].as_u64().unwrap()
@@ -315,36 +196,14 @@ fn check(v: &Value) {
             let msg = AckMessage::decode(&bytes).unwrap();
             match (e["variant"].as_str().unwrap(), &msg) {
                 ("Ack", AckMessage::Ack) | ("Nack_v_0", AckMessage::NackV0) => {}
-                (
-                    "Nack",
-                    AckMessage::Nack {
-                        motive,
-                        alternative_points,
-                    },
-                ) => {
-                    assert_eq!(
-                        i64::from(motive.code()),
-                        e["motive_code"].as_i64().unwrap(),
-                        "{id}"
-                    );
+                ("Nack", AckMessage::Nack { motive, alternative_points }) => {
+                    assert_eq!(i64::from(motive.code()), e["motive_code"].as_i64().unwrap(), "{id}");
                     assert_eq!(motive.octez_name(), e["motive"].as_str().unwrap(), "{id}");
-                    let want: Vec<&str> = e["points"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|p| p.as_str().unwrap())
-                        .collect();
-                    let got: Vec<String> = alternative_points
-                        .iter()
-                        .map(tezos_p2p::wire::point_text)
-                        .collect();
+                    let want: Vec<&str> = e["points"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+                    let got: Vec<String> = alternative_points.iter().map(tezos_p2p::wire::point_text).collect();
                     assert_eq!(got, want, "{id}");
                     let len = u32::from_be_bytes(bytes[3..7].try_into().unwrap());
-                    assert_eq!(
-                        u64::from(len),
-                        e["list_byte_length"].as_u64().unwrap(),
-                        "{id}"
-                    );
+                    assert_eq!(u64::from(len), e["list_byte_length"].as_u64().unwrap(), "{id}");
                 }
                 (want, got) => panic!("{id}: expected {want}, got {got:?}"),
             }
@@ -369,17 +228,13 @@ fn check(v: &Value) {
                 let mut r = Reader::new(&body);
                 let mut got = Vec::new();
                 while r.remaining() > 0 {
-                    got.push(tezos_p2p::wire::point_text(
-                        &tezos_p2p::wire::decode_point(&mut r).unwrap(),
-                    ));
+                    got.push(tezos_p2p::wire::point_text(&tezos_p2p::wire::decode_point(&mut r).unwrap()));
                 }
                 let want: Vec<&str> = points.iter().map(|p| p.as_str().unwrap()).collect();
                 assert_eq!(got, want, "{id}");
                 let env = h(&e["derived_full_envelope_hex"]);
                 let msg = P2pMessage::decode(env.clone().into()).unwrap();
-                let P2pMessage::Advertise(list) = &msg else {
-                    panic!("{id}: {msg:?}")
-                };
+                let P2pMessage::Advertise(list) = &msg else { panic!("{id}: {msg:?}") };
                 assert_eq!(list.len(), want.len());
                 let mut out = Vec::new();
                 msg.encode(&mut out).unwrap();
@@ -391,11 +246,7 @@ fn check(v: &Value) {
                     .flatten()
                     .filter(|n| *n == bytes.len())
                     .and_then(|_| P2pMessage::decode(bytes.clone().into()).ok());
-                assert_eq!(
-                    decoded.is_some(),
-                    e["valid"].as_bool().unwrap(),
-                    "{id}: {decoded:?}"
-                );
+                assert_eq!(decoded.is_some(), e["valid"].as_bool().unwrap(), "{id}: {decoded:?}");
             }
         }
         "moving_average" => {
@@ -411,12 +262,7 @@ fn check(v: &Value) {
                     m.average()
                 })
                 .collect();
-            let want: Vec<u64> = e["averages"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_u64().unwrap())
-                .collect();
+            let want: Vec<u64> = e["averages"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
             assert_eq!(got, want, "{id}");
         }
         other => panic!("{id}: unknown kind {other}: add it to tests/vectors.rs"),
@@ -431,29 +277,12 @@ fn replay_capture(id: &str, i: &Value, e: &Value) {
     let incoming = i["incoming"].as_bool().unwrap();
     let ours = ConnectionMessage::decode(&sent).unwrap();
     check_decoded(id, &ours, &e["derived_sent_decoded"]);
-    check_decoded(
-        id,
-        &ConnectionMessage::decode(&recv).unwrap(),
-        &e["derived_recv_decoded"],
-    );
-    let identity = Identity::from_secret_key(
-        SecretKey::from_bytes(arr(&i["local_secret_key_hex"])),
-        ours.proof_of_work_stamp,
-    );
-    assert_eq!(
-        identity.public_key, ours.public_key,
-        "{id}: secret key does not match the sent message"
-    );
-    assert_eq!(
-        identity.peer_id.to_string(),
-        e["derived_local_peer_id"].as_str().unwrap(),
-        "{id}"
-    );
-    assert_eq!(
-        u64::from(identity.pow_level()),
-        e["derived_local_pow_bits"].as_u64().unwrap(),
-        "{id}"
-    );
+    check_decoded(id, &ConnectionMessage::decode(&recv).unwrap(), &e["derived_recv_decoded"]);
+    let identity =
+        Identity::from_secret_key(SecretKey::from_bytes(arr(&i["local_secret_key_hex"])), ours.proof_of_work_stamp);
+    assert_eq!(identity.public_key, ours.public_key, "{id}: secret key does not match the sent message");
+    assert_eq!(identity.peer_id.to_string(), e["derived_local_peer_id"].as_str().unwrap(), "{id}");
+    assert_eq!(u64::from(identity.pow_level()), e["derived_local_pow_bits"].as_u64().unwrap(), "{id}");
     let local = Arc::new(LocalConfig {
         identity: Arc::new(identity),
         advertised_port: ours.port,
@@ -463,17 +292,9 @@ fn replay_capture(id: &str, i: &Value, e: &Value) {
         expected_pow: PowTarget::new(26.0).unwrap(),
     });
     let state = ExpectConnectionMessage::new(local, incoming, ours.message_nonce, None).unwrap();
-    assert_eq!(
-        state.bytes_to_send(),
-        &sent[..],
-        "{id}: our connection message"
-    );
+    assert_eq!(state.bytes_to_send(), &sent[..], "{id}: our connection message");
     let announced = state.receive(&recv).unwrap();
-    assert_eq!(
-        announced.peer_id().to_string(),
-        e["derived_remote_peer_id"].as_str().unwrap(),
-        "{id}"
-    );
+    assert_eq!(announced.peer_id().to_string(), e["derived_remote_peer_id"].as_str().unwrap(), "{id}");
     let remote = announced.connection_message().clone();
     assert_eq!(
         u64::from(pow_level(&remote.public_key, &remote.proof_of_work_stamp)),
@@ -484,52 +305,24 @@ fn replay_capture(id: &str, i: &Value, e: &Value) {
     // The metadata chunk we emit is the one the real node sent (metadata 0x0000).
     let mut captured = h(&i["local_metadata_chunk_tag_then_ciphertext_hex"]);
     assert_eq!(chunk[2..].to_vec(), captured, "{id}: metadata chunk");
-    assert_eq!(
-        chunk,
-        h(&e["derived_local_metadata_wire_chunk_hex"]),
-        "{id}: metadata wire chunk"
-    );
+    assert_eq!(chunk, h(&e["derived_local_metadata_wire_chunk_hex"]), "{id}: metadata wire chunk");
 
     // Independent checks of the derived values.
     let nonces = generate_nonces(incoming, &sent, &recv);
-    assert_eq!(
-        nonces.local.as_bytes().to_vec(),
-        h(&e["local_nonce_hex"]),
-        "{id}: local nonce"
-    );
-    assert_eq!(
-        nonces.remote.as_bytes().to_vec(),
-        h(&e["remote_nonce_hex"]),
-        "{id}: remote nonce"
-    );
-    let key = ChannelKey::precompute(
-        &remote.public_key,
-        &SecretKey::from_bytes(arr(&i["local_secret_key_hex"])),
-    )
-    .unwrap();
-    assert_eq!(
-        key.expose_secret().to_vec(),
-        h(&e["derived_channel_key_hex"]),
-        "{id}: channel key"
-    );
+    assert_eq!(nonces.local.as_bytes().to_vec(), h(&e["local_nonce_hex"]), "{id}: local nonce");
+    assert_eq!(nonces.remote.as_bytes().to_vec(), h(&e["remote_nonce_hex"]), "{id}: remote nonce");
+    let key =
+        ChannelKey::precompute(&remote.public_key, &SecretKey::from_bytes(arr(&i["local_secret_key_hex"]))).unwrap();
+    assert_eq!(key.expose_secret().to_vec(), h(&e["derived_channel_key_hex"]), "{id}: channel key");
     key.open_in_place(&nonces.local, &mut captured).unwrap();
-    assert_eq!(
-        captured[16..].to_vec(),
-        h(&e["local_metadata_chunk_body_opens_with_local_nonce_to_hex"])
-    );
+    assert_eq!(captured[16..].to_vec(), h(&e["local_metadata_chunk_body_opens_with_local_nonce_to_hex"]));
     let mut meta = Vec::new();
     ConnectionMetadata::default().encode(&mut meta);
     assert_eq!(meta, captured[16..].to_vec());
     // The source printed the nonces as num_bigint u32 limbs, least significant first.
     for (field, nonce) in [
-        (
-            "source_comment_local_nonce_biguint_u32_limbs_le",
-            nonces.local,
-        ),
-        (
-            "source_comment_remote_nonce_biguint_u32_limbs_le",
-            nonces.remote,
-        ),
+        ("source_comment_local_nonce_biguint_u32_limbs_le", nonces.local),
+        ("source_comment_remote_nonce_biguint_u32_limbs_le", nonces.remote),
     ] {
         if let Some(limbs) = e[field].as_array() {
             let mut be = Vec::new();
@@ -581,18 +374,12 @@ fn decimal_of_be(be: &[u8]) -> String {
 
 #[test]
 fn every_vector_holds() {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/vectors.json"
-    ))
-    .unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/vectors.json")).unwrap();
     let vectors: Vec<Value> = serde_json::from_str(&text).unwrap();
     let mut per_kind: BTreeMap<String, usize> = BTreeMap::new();
     for v in &vectors {
         check(v);
-        *per_kind
-            .entry(v["kind"].as_str().unwrap().to_owned())
-            .or_default() += 1;
+        *per_kind.entry(v["kind"].as_str().unwrap().to_owned()).or_default() += 1;
     }
     // The shared file holds 43 vectors of 17 kinds; a new one must be handled above.
     assert_eq!(vectors.len(), 43, "{per_kind:?}");
@@ -640,20 +427,13 @@ fn tamper(v: &mut Value) -> bool {
 fn altering_any_expected_value_fails_a_check() {
     // Guards against a checker that cannot fail: alter each expected field of every vector in
     // turn (one leaf per field, objects and arrays included) and require the check to panic.
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/vectors.json"
-    ))
-    .unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/vectors.json")).unwrap();
     let vectors: Vec<Value> = serde_json::from_str(&text).unwrap();
     std::panic::set_hook(Box::new(|_| {}));
     let mut unnoticed = Vec::new();
     let mut tampered = 0;
     for v in &vectors {
-        let fields: Vec<String> = v["expected"]
-            .as_object()
-            .map(|o| o.keys().cloned().collect())
-            .unwrap_or_default();
+        let fields: Vec<String> = v["expected"].as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
         for field in fields {
             let mut bad = v.clone();
             if !tamper(&mut bad["expected"][&field]) {
@@ -666,9 +446,6 @@ fn altering_any_expected_value_fails_a_check() {
         }
     }
     let _ = std::panic::take_hook();
-    assert!(
-        unnoticed.is_empty(),
-        "altered but unnoticed: {unnoticed:#?}"
-    );
+    assert!(unnoticed.is_empty(), "altered but unnoticed: {unnoticed:#?}");
     assert!(tampered >= 150, "only {tampered} fields tampered");
 }

@@ -33,13 +33,8 @@ pub async fn connection_rate(workers: &Workers, size: usize, secs: f64) -> f64 {
     workers.next().spawn(async move {
         let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
         let (s, _) = listener.accept().await.expect("accept");
-        let auth = actor::authenticate(s, local(), true, Duration::from_secs(5))
-            .await
-            .expect("auth");
-        let conn = auth
-            .accept::<RawMessage>(ConnectionConfig::default())
-            .await
-            .expect("accept");
+        let auth = actor::authenticate(s, local(), true, Duration::from_secs(5)).await.expect("auth");
+        let conn = auth.accept::<RawMessage>(ConnectionConfig::default()).await.expect("accept");
         let mut bytes = 0u64;
         let mut start = None;
         while let Ok((n, _)) = conn.read().await {
@@ -50,13 +45,8 @@ pub async fn connection_rate(workers: &Workers, size: usize, secs: f64) -> f64 {
         let _ = done_tx.send(bytes as f64 / elapsed);
     });
     workers.next().spawn(async move {
-        let auth = actor::connect(addr, local(), Duration::from_secs(5))
-            .await
-            .expect("connect");
-        let conn = auth
-            .accept::<RawMessage>(ConnectionConfig::default())
-            .await
-            .expect("accept");
+        let auth = actor::connect(addr, local(), Duration::from_secs(5)).await.expect("connect");
+        let conn = auth.accept::<RawMessage>(ConnectionConfig::default()).await.expect("accept");
         let msg = RawMessage(Bytes::from(vec![7u8; size]));
         let start = Instant::now();
         while start.elapsed().as_secs_f64() < secs {

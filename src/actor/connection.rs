@@ -31,11 +31,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// A unit of work for the writer.
 pub(super) enum WriteCmd {
     /// An encoded message; its budget permit is released once it is written.
-    Message {
-        bytes: Bytes,
-        _permit: OwnedSemaphorePermit,
-        done: Option<oneshot::Sender<()>>,
-    },
+    Message { bytes: Bytes, _permit: OwnedSemaphorePermit, done: Option<oneshot::Sender<()>> },
     /// Answered once everything queued before it is written (close with wait).
     Flush(oneshot::Sender<()>),
 }
@@ -69,7 +65,8 @@ pub(super) struct Shared<E: Encoding, M> {
     pub(super) cancel: CancellationToken,
     pub(super) reason: OnceLock<CloseReason>,
     pub(super) subscribers: watch::Sender<Subscribers<E>>,
-    pub(super) closed_subscribers: Mutex<Vec<Recipient<Closed>>>,
+    /// Subscribers to [`Closed`], and the event once it has fired (late subscribers get it at once).
+    pub(super) closed_subscribers: Mutex<(Vec<Recipient<Closed>>, Option<Closed>)>,
 }
 
 /// Budget units a message of `size` bytes takes from a queue of `max` bytes: at most the whole
@@ -79,6 +76,15 @@ fn cost(size: usize, max: usize) -> u32 {
 }
 
 impl<E: Encoding, M: Metadata> Shared<E, M> {
+    /// Registers for [`Closed`]; if the connection already ended, the event is sent at once.
+    pub(super) fn subscribe_closed(&self, r: Recipient<Closed>) {
+        let mut guard = self.closed_subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        match &guard.1 {
+            Some(event) => r.do_send(event.clone()),
+            None => guard.0.push(r),
+        }
+    }
+
     /// Ends the connection: the first reason wins; queues refuse new work; loops stop.
     pub(super) fn shutdown(&self, reason: CloseReason) {
         let _ = self.reason.set(reason);
@@ -93,18 +99,12 @@ impl<E: Encoding, M: Metadata> Shared<E, M> {
         Ok(out.into())
     }
 
-    async fn write(
-        &self,
-        msg: &E,
-        done: Option<oneshot::Sender<()>>,
-    ) -> Result<(), ConnectionError> {
+    async fn write(&self, msg: &E, done: Option<oneshot::Sender<()>>) -> Result<(), ConnectionError> {
         let bytes = Self::encode(msg)?;
         let units = cost(bytes.len(), self.config.outgoing_queue_bytes);
         let permit = match self.write_budget.clone().try_acquire_many_owned(units) {
             Ok(p) => p,
-            Err(tokio::sync::TryAcquireError::Closed) => {
-                return Err(ConnectionError::ConnectionClosed)
-            }
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(ConnectionError::ConnectionClosed),
             Err(tokio::sync::TryAcquireError::NoPermits) => {
                 self.write_waits.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!(crate::telemetry::WRITE_WAITS).increment(1);
@@ -116,11 +116,7 @@ impl<E: Encoding, M: Metadata> Shared<E, M> {
             }
         };
         self.write_tx
-            .send(WriteCmd::Message {
-                bytes,
-                _permit: permit,
-                done,
-            })
+            .send(WriteCmd::Message { bytes, _permit: permit, done })
             .await
             .map_err(|_| ConnectionError::ConnectionClosed)
     }
@@ -130,22 +126,14 @@ impl<E: Encoding, M: Metadata> Shared<E, M> {
             return Err(ConnectionError::ConnectionClosed);
         }
         let bytes = Self::encode(msg)?;
-        let permit = match self
-            .write_budget
-            .clone()
-            .try_acquire_many_owned(cost(bytes.len(), self.config.outgoing_queue_bytes))
-        {
-            Ok(p) => p,
-            Err(tokio::sync::TryAcquireError::NoPermits) => return Ok(false),
-            Err(tokio::sync::TryAcquireError::Closed) => {
-                return Err(ConnectionError::ConnectionClosed)
-            }
-        };
-        match self.write_tx.try_send(WriteCmd::Message {
-            bytes,
-            _permit: permit,
-            done: None,
-        }) {
+        let permit =
+            match self.write_budget.clone().try_acquire_many_owned(cost(bytes.len(), self.config.outgoing_queue_bytes))
+            {
+                Ok(p) => p,
+                Err(tokio::sync::TryAcquireError::NoPermits) => return Ok(false),
+                Err(tokio::sync::TryAcquireError::Closed) => return Err(ConnectionError::ConnectionClosed),
+            };
+        match self.write_tx.try_send(WriteCmd::Message { bytes, _permit: permit, done: None }) {
             Ok(()) => Ok(true),
             Err(mpsc::error::TrySendError::Full(_)) => Ok(false),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(ConnectionError::ConnectionClosed),
@@ -212,10 +200,7 @@ pub struct Connection<E: Encoding, M: Metadata> {
 
 impl<E: Encoding, M: Metadata> Clone for Connection<E, M> {
     fn clone(&self) -> Self {
-        Self {
-            shared: self.shared.clone(),
-            addr: self.addr.clone(),
-        }
+        Self { shared: self.shared.clone(), addr: self.addr.clone() }
     }
 }
 
@@ -240,12 +225,7 @@ impl<E: Encoding, M: Metadata> fmt::Display for Connection<E, M> {
         match info.id_point {
             Some(p) => {
                 let port = p.port.or(info.remote_socket_port).unwrap_or(0);
-                write!(
-                    f,
-                    "{}@{}",
-                    info.peer_id,
-                    point_text(&std::net::SocketAddr::new(p.addr, port))
-                )
+                write!(f, "{}@{}", info.peer_id, point_text(&std::net::SocketAddr::new(p.addr, port)))
             }
             None => write!(f, "{}@?", info.peer_id),
         }
@@ -267,22 +247,14 @@ impl<E: Encoding, M: Metadata> Connection<E, M> {
         config: ConnectionConfig,
         handshake: HandshakeBytes,
     ) -> Self {
-        let Session {
-            info,
-            sealer,
-            opener,
-        } = session;
+        let Session { info, sealer, opener } = session;
         let (write_tx, write_rx) = mpsc::channel(config.queue_messages.max(1));
         let (read_tx, read_rx) = mpsc::channel(config.queue_messages.max(1));
         let (subscribers, subs_rx) = watch::channel(Arc::new(Vec::new()));
         let shared = Arc::new(Shared {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            write_budget: Arc::new(Semaphore::new(
-                config.outgoing_queue_bytes.clamp(1, Semaphore::MAX_PERMITS),
-            )),
-            read_budget: Arc::new(Semaphore::new(
-                config.incoming_queue_bytes.clamp(1, Semaphore::MAX_PERMITS),
-            )),
+            write_budget: Arc::new(Semaphore::new(config.outgoing_queue_bytes.clamp(1, Semaphore::MAX_PERMITS))),
+            read_budget: Arc::new(Semaphore::new(config.incoming_queue_bytes.clamp(1, Semaphore::MAX_PERMITS))),
             info,
             version,
             write_tx,
@@ -295,15 +267,11 @@ impl<E: Encoding, M: Metadata> Connection<E, M> {
             cancel: CancellationToken::new(),
             reason: OnceLock::new(),
             subscribers,
-            closed_subscribers: Mutex::new(Vec::new()),
+            closed_subscribers: Mutex::new((Vec::new(), None)),
             config,
         });
         let (rd, wr) = stream.into_split();
-        let meters = shared
-            .config
-            .scheduler
-            .as_ref()
-            .map(|s| s.register(shared.id, shared.config.weight));
+        let meters = shared.config.scheduler.as_ref().map(|s| s.register(shared.id, shared.config.weight));
         let io = IoParts {
             meters,
             rd,
@@ -321,10 +289,7 @@ impl<E: Encoding, M: Metadata> Connection<E, M> {
             running_children: 0,
             averages: Averages::default(),
         };
-        Self {
-            shared,
-            addr: actor.start(),
-        }
+        Self { shared, addr: actor.start() }
     }
 
     /// The connection actor, for driving it with actor messages ([`Write`], [`Read`], …).
@@ -416,18 +381,12 @@ impl<E: Encoding, M: Metadata> Connection<E, M> {
 
     /// Bytes charged to the write queue (encoded sizes plus overhead), in flight included.
     pub fn write_queue_bytes(&self) -> usize {
-        self.shared
-            .config
-            .outgoing_queue_bytes
-            .saturating_sub(self.shared.write_budget.available_permits())
+        self.shared.config.outgoing_queue_bytes.saturating_sub(self.shared.write_budget.available_permits())
     }
 
     /// Bytes charged to the read queue.
     pub fn read_queue_bytes(&self) -> usize {
-        self.shared
-            .config
-            .incoming_queue_bytes
-            .saturating_sub(self.shared.read_budget.available_permits())
+        self.shared.config.incoming_queue_bytes.saturating_sub(self.shared.read_budget.available_permits())
     }
 
     /// How many `write` calls had to wait for room in the write queue.
@@ -451,7 +410,9 @@ impl<E: Encoding, M: Metadata> Connection<E, M> {
 
     /// Sends [`Closed`] to `recipient` when the connection ends (at once if it has ended).
     pub fn subscribe_closed(&self, recipient: Recipient<Closed>) {
-        self.addr.do_send(SubscribeClosed(recipient));
+        // Straight into the shared list (not through the mailbox, which is gone once the actor
+        // stopped), so a late subscriber still gets the event.
+        self.shared.subscribe_closed(recipient);
     }
 }
 
@@ -491,22 +452,15 @@ impl<E: Encoding, M: Metadata> ConnectionActor<E, M> {
     fn tick(&mut self) {
         let now = std::time::Instant::now();
         let a = &mut self.averages;
-        let (sent, recv) = (
-            self.shared.sent.load(Ordering::Relaxed),
-            self.shared.recv.load(Ordering::Relaxed),
-        );
+        let (sent, recv) = (self.shared.sent.load(Ordering::Relaxed), self.shared.recv.load(Ordering::Relaxed));
         if let Some(last) = a.last {
             let elapsed = u64::try_from(now.duration_since(last).as_millis()).unwrap_or(u64::MAX);
             a.outflow.add(sent - a.last_sent);
             a.inflow.add(recv - a.last_recv);
             a.outflow.tick(elapsed);
             a.inflow.tick(elapsed);
-            self.shared
-                .outflow
-                .store(a.outflow.average(), Ordering::Relaxed);
-            self.shared
-                .inflow
-                .store(a.inflow.average(), Ordering::Relaxed);
+            self.shared.outflow.store(a.outflow.average(), Ordering::Relaxed);
+            self.shared.inflow.store(a.inflow.average(), Ordering::Relaxed);
         }
         (a.last, a.last_sent, a.last_recv) = (Some(now), sent, recv);
     }
@@ -515,12 +469,7 @@ impl<E: Encoding, M: Metadata> ConnectionActor<E, M> {
         Closed {
             connection: self.shared.id,
             peer_id: self.shared.info.peer_id,
-            reason: self
-                .shared
-                .reason
-                .get()
-                .cloned()
-                .unwrap_or(CloseReason::LocalClose),
+            reason: self.shared.reason.get().cloned().unwrap_or(CloseReason::LocalClose),
             stat: self.shared.stat(),
         }
     }
@@ -581,13 +530,11 @@ impl<E: Encoding, M: Metadata> Actor for ConnectionActor<E, M> {
             s.unregister(self.shared.id);
         }
         let event = self.closed_event();
-        let subs = std::mem::take(
-            &mut *self
-                .shared
-                .closed_subscribers
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
+        let subs = {
+            let mut guard = self.shared.closed_subscribers.lock().unwrap_or_else(|e| e.into_inner());
+            guard.1 = Some(event.clone());
+            std::mem::take(&mut guard.0)
+        };
         for s in subs {
             // Control plane: one event per subscriber per connection.
             s.do_send(event.clone());
@@ -656,11 +603,7 @@ impl<E: Encoding, M: Metadata> Handler<SubscribeClosed> for ConnectionActor<E, M
     type Result = ();
 
     fn handle(&mut self, msg: SubscribeClosed, _: &mut Self::Context) {
-        self.shared
-            .closed_subscribers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(msg.0);
+        self.shared.subscribe_closed(msg.0);
     }
 }
 
@@ -675,11 +618,7 @@ impl<E: Encoding, M: Metadata> Handler<Subscribe<E>> for ConnectionActor<E, M> {
     type Result = ();
 
     fn handle(&mut self, msg: Subscribe<E>, ctx: &mut Self::Context) {
-        Connection {
-            shared: self.shared.clone(),
-            addr: ctx.address(),
-        }
-        .subscribe(msg.0);
+        Connection { shared: self.shared.clone(), addr: ctx.address() }.subscribe(msg.0);
     }
 }
 
@@ -713,6 +652,9 @@ macro_rules! handle_now {
 }
 
 /// octez `write` as an actor message: waits for room in the write queue.
+///
+/// The wait happens in the answer, not in the mailbox: send it with `send().await` (which then
+/// applies backpressure); a loop of `do_send(Write(..))` would queue without bound.
 pub struct Write<E>(pub E);
 
 impl<E: Send + 'static> Message for Write<E> {
@@ -737,6 +679,10 @@ impl<E: Send + 'static> Message for WriteSync<E> {
 handle_async!(WriteSync<E>, Result<(), ConnectionError>, |shared, m| shared.write_sync(&m.0).await);
 
 /// octez `read` as an actor message: the next message and its encoded size.
+///
+/// Await the request (`addr.send(Read::default()).await`): the handler takes the message off
+/// the queue as soon as one is there, so a request dropped before its answer (or sent with
+/// `do_send`) loses that message. The [`Connection::read`] method has no such caveat.
 pub struct Read<E>(std::marker::PhantomData<fn() -> E>);
 
 impl<E> Default for Read<E> {
@@ -762,11 +708,7 @@ impl<E> Default for ReadNow<E> {
 impl<E: Send + 'static> Message for ReadNow<E> {
     type Result = Result<Option<(usize, E)>, ConnectionError>;
 }
-handle_now!(
-    ReadNow<E>,
-    Result<Option<(usize, E)>, ConnectionError>,
-    |shared, _m| shared.read_now()
-);
+handle_now!(ReadNow<E>, Result<Option<(usize, E)>, ConnectionError>, |shared, _m| shared.read_now());
 
 /// octez `close ?wait` as an actor message.
 pub struct Close {
@@ -813,10 +755,7 @@ impl<M> Default for LocalMetadata<M> {
 impl<M: Send + 'static> Message for LocalMetadata<M> {
     type Result = M;
 }
-handle_now!(LocalMetadata<M>, M, |shared, _m| shared
-    .info
-    .local_metadata
-    .clone());
+handle_now!(LocalMetadata<M>, M, |shared, _m| shared.info.local_metadata.clone());
 
 /// octez `remote_metadata` as an actor message.
 pub struct RemoteMetadata<M>(std::marker::PhantomData<fn() -> M>);
@@ -830,10 +769,7 @@ impl<M> Default for RemoteMetadata<M> {
 impl<M: Send + 'static> Message for RemoteMetadata<M> {
     type Result = M;
 }
-handle_now!(RemoteMetadata<M>, M, |shared, _m| shared
-    .info
-    .remote_metadata
-    .clone());
+handle_now!(RemoteMetadata<M>, M, |shared, _m| shared.info.remote_metadata.clone());
 
 /// octez `private_node` as an actor message.
 pub struct PrivateNode;

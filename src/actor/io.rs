@@ -64,10 +64,7 @@ pub(super) struct ReaderParts<E: Encoding, M: Metadata> {
 
 impl<E: Encoding, M: Metadata> ReaderActor<E, M> {
     pub(super) fn new(parts: ReaderParts<E, M>, parent: Addr<ConnectionActor<E, M>>) -> Self {
-        Self {
-            parts: Some(parts),
-            parent,
-        }
+        Self { parts: Some(parts), parent }
     }
 }
 
@@ -97,10 +94,7 @@ impl<E: Encoding, M: Metadata> ReaderParts<E, M> {
                 metrics::counter!(telemetry::RECEIVED_MESSAGES, "peer" => peer),
             )
         } else {
-            (
-                metrics::counter!(telemetry::RECEIVED_BYTES),
-                metrics::counter!(telemetry::RECEIVED_MESSAGES),
-            )
+            (metrics::counter!(telemetry::RECEIVED_BYTES), metrics::counter!(telemetry::RECEIVED_MESSAGES))
         };
         let mut subscribers = self.subs.borrow_and_update().clone();
         let read_size = self.shared.config.read_buffer_size.max(1);
@@ -127,10 +121,7 @@ impl<E: Encoding, M: Metadata> ReaderParts<E, M> {
                     break;
                 }
                 buf.reserve(read_size);
-                match self
-                    .rd
-                    .try_read_buf(&mut (&mut buf).limit(allowed.min(read_size)))
-                {
+                match self.rd.try_read_buf(&mut (&mut buf).limit(allowed.min(read_size))) {
                     Ok(0) => return Some(CloseReason::ConnectionClosed),
                     Ok(n) => {
                         self.shared.recv.fetch_add(n as u64, Ordering::Relaxed);
@@ -149,8 +140,7 @@ impl<E: Encoding, M: Metadata> ReaderParts<E, M> {
                         Ok(Some(p)) => p,
                         Ok(None) => break,
                         Err(ChunkError::DecipherError) => {
-                            metrics::counter!(telemetry::DECIPHER_FAILURES, "stage" => "message")
-                                .increment(1);
+                            metrics::counter!(telemetry::DECIPHER_FAILURES, "stage" => "message").increment(1);
                             return Some(CloseReason::DecipherError);
                         }
                         Err(ChunkError::InvalidIncomingCiphertextSize { size }) => {
@@ -190,12 +180,9 @@ impl<E: Encoding, M: Metadata> ReaderParts<E, M> {
             }
             return self.send_to(last, size, msg).await;
         }
-        let units = u32::try_from(
-            size.saturating_add(QUEUE_OVERHEAD)
-                .min(self.shared.config.incoming_queue_bytes)
-                .max(1),
-        )
-        .unwrap_or(u32::MAX);
+        let units =
+            u32::try_from(size.saturating_add(QUEUE_OVERHEAD).min(self.shared.config.incoming_queue_bytes).max(1))
+                .unwrap_or(u32::MAX);
         let permit = tokio::select! {
             biased;
             () = cancel.cancelled() => return None,
@@ -209,12 +196,7 @@ impl<E: Encoding, M: Metadata> ReaderParts<E, M> {
     }
 
     async fn send_to(&self, s: &Recipient<Inbound<E>>, size: usize, message: E) -> Option<()> {
-        let event = Inbound {
-            connection: self.shared.id,
-            peer_id: self.shared.info.peer_id,
-            size,
-            message,
-        };
+        let event = Inbound { connection: self.shared.id, peer_id: self.shared.info.peer_id, size, message };
         tokio::select! {
             biased;
             () = self.shared.cancel.cancelled() => None,
@@ -243,10 +225,7 @@ pub(super) struct WriterParts<E: Encoding, M: Metadata> {
 
 impl<E: Encoding, M: Metadata> WriterActor<E, M> {
     pub(super) fn new(parts: WriterParts<E, M>, parent: Addr<ConnectionActor<E, M>>) -> Self {
-        Self {
-            parts: Some(parts),
-            parent,
-        }
+        Self { parts: Some(parts), parent }
     }
 }
 
@@ -273,6 +252,7 @@ impl<E: Encoding, M: Metadata> WriterParts<E, M> {
             metrics::counter!(telemetry::SENT_MESSAGES)
         };
         let chunk_size = self.shared.config.binary_chunks_size;
+        let step = (COALESCE_BYTES / chunk_size.plaintext_len()).max(1) * chunk_size.plaintext_len();
         let mut batch = Vec::new();
         // Allocated on demand and dropped when the queue is drained (no idle 64 KiB buffers).
         let mut out = BytesMut::new();
@@ -286,12 +266,23 @@ impl<E: Encoding, M: Metadata> WriterParts<E, M> {
                 break None;
             }
             let mut failed = None;
-            for cmd in &batch {
+            'batch: for cmd in &batch {
                 if let WriteCmd::Message { bytes, .. } = cmd {
-                    seal_chunks(&mut self.sealer, bytes, chunk_size, &mut out);
-                    if out.len() >= COALESCE_BYTES {
-                        if let Err(r) = self.flush(&mut out).await {
-                            failed = Some(r);
+                    // A large message is sealed and written a whole number of chunks at a time
+                    // (the same chunks as sealing it at once), so `out` stays near COALESCE_BYTES.
+                    // An empty message is one empty chunk: the loop runs at least once.
+                    let mut rest: &[u8] = bytes;
+                    loop {
+                        let (part, tail) = rest.split_at(rest.len().min(step));
+                        seal_chunks(&mut self.sealer, part, chunk_size, &mut out);
+                        rest = tail;
+                        if out.len() >= COALESCE_BYTES {
+                            if let Err(r) = self.flush(&mut out).await {
+                                failed = Some(r);
+                                break 'batch;
+                            }
+                        }
+                        if rest.is_empty() {
                             break;
                         }
                     }
@@ -317,7 +308,7 @@ impl<E: Encoding, M: Metadata> WriterParts<E, M> {
                     WriteCmd::Message { done: None, .. } => {}
                 }
             }
-            if self.rx.is_empty() {
+            if self.rx.is_empty() || out.capacity() > 2 * COALESCE_BYTES {
                 out = BytesMut::new();
             }
         };

@@ -30,16 +30,15 @@ mod socket;
 mod workers;
 
 pub use connection::{
-    Close, Closed, Connection, ConnectionActor, Inbound, Info, LocalMetadata, PrivateNode, Read,
-    ReadNow, RemoteMetadata, Stat, Subscribe, SubscribeClosed, Write, WriteNow, WriteSync,
+    Close, Closed, Connection, ConnectionActor, Inbound, Info, LocalMetadata, PrivateNode, Read, ReadNow,
+    RemoteMetadata, Stat, Subscribe, SubscribeClosed, Write, WriteNow, WriteSync,
 };
 pub use node::{Node, NodeBuilder, NodeConfig, NodeError, PeerInfo, DEFAULT_CONNECT_TIMEOUT};
 pub use registry::{is_refusal, NodeEvent, Registry, RegistryActor, SubscribeEvents};
 pub use scheduler::{Limits, Meter, Scheduler, SchedulerActor, SetLimits, REFRESH};
 pub use socket::authenticate_filtered;
 pub use socket::{
-    authenticate, connect, select_version, Authenticated, SUPPORTED_DISTRIBUTED_DB_VERSIONS,
-    SUPPORTED_P2P_VERSIONS,
+    authenticate, connect, select_version, Authenticated, SUPPORTED_DISTRIBUTED_DB_VERSIONS, SUPPORTED_P2P_VERSIONS,
 };
 pub use workers::Workers;
 
@@ -145,9 +144,7 @@ impl CloseReason {
     /// decode, or a chunk that does not open.
     pub fn greylists(&self) -> bool {
         match self {
-            Self::DecipherError
-            | Self::InvalidIncomingCiphertextSize { .. }
-            | Self::Decoding(_) => true,
+            Self::DecipherError | Self::InvalidIncomingCiphertextSize { .. } | Self::Decoding(_) => true,
             // Closes and socket errors are not the peer's proven fault.
             Self::LocalClose | Self::ConnectionClosed | Self::Io(_) => false,
         }

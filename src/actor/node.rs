@@ -67,8 +67,7 @@ impl<M: Metadata> NodeConfig<M> {
             version: NetworkVersion::current("TEZOS_MAINNET"),
             metadata,
             // 26 is within [0, 256]: this cannot fail.
-            expected_pow: PowTarget::new(26.0)
-                .unwrap_or_else(|_| unreachable!("26 is a valid difficulty")),
+            expected_pow: PowTarget::new(26.0).unwrap_or_else(|_| unreachable!("26 is a valid difficulty")),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             limits: ConnectionLimits::default(),
@@ -195,9 +194,7 @@ pub struct Node<E: Encoding, M: Metadata> {
 
 impl<E: Encoding, M: Metadata> Clone for Node<E, M> {
     fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-        }
+        Self { inner: self.inner.clone() }
     }
 }
 
@@ -213,9 +210,7 @@ pub struct PeerInfo<E: Encoding, M: Metadata> {
 impl<M: Metadata> Node<crate::message::RawMessage, M> {
     /// A builder with octez's defaults (use [`NodeBuilder::start`] to pick the message type).
     pub fn builder(identity: Identity, metadata: M) -> NodeBuilder<M> {
-        NodeBuilder {
-            config: NodeConfig::new(identity, metadata),
-        }
+        NodeBuilder { config: NodeConfig::new(identity, metadata) }
     }
 }
 
@@ -224,11 +219,9 @@ impl<E: Encoding, M: Metadata> Node<E, M> {
     /// worker arbiters. Must run inside an actix `System`.
     pub async fn start(config: NodeConfig<M>) -> Result<Self, NodeError> {
         let listener = match config.listen_addr {
-            Some(addr) => Some(
-                tokio::net::TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| NodeError::Bind { addr, source })?,
-            ),
+            Some(addr) => {
+                Some(tokio::net::TcpListener::bind(addr).await.map_err(|source| NodeError::Bind { addr, source })?)
+            }
             None => None,
         };
         let listen_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
@@ -239,11 +232,7 @@ impl<E: Encoding, M: Metadata> Node<E, M> {
             metadata: config.metadata.clone(),
             expected_pow: config.expected_pow,
         });
-        let workers = if config.workers == 0 {
-            Workers::per_core()
-        } else {
-            Workers::new(config.workers)
-        };
+        let workers = if config.workers == 0 { Workers::per_core() } else { Workers::new(config.workers) };
         let inner = Arc::new(Inner {
             local,
             workers,
@@ -276,32 +265,24 @@ impl<E: Encoding, M: Metadata> Node<E, M> {
 
     /// Dials `point`, authenticates and accepts; the connection runs on a worker arbiter.
     pub async fn connect(&self, point: SocketAddr) -> Result<Connection<E, M>, AuthError> {
-        if let Some(r) = self
-            .inner
-            .registry
-            .table()
-            .ip_refused(point.ip(), Instant::now())
-        {
-            return Err(AuthError::ConnectionRefused {
-                addr: point,
-                reason: format!("address {}", r.name()),
-            });
+        if self.inner.shutdown.is_cancelled() {
+            return Err(AuthError::ConnectionRefused { addr: point, reason: "the node is shutting down".into() });
+        }
+        if let Some(r) = self.inner.registry.table().ip_refused(point.ip(), Instant::now()) {
+            return Err(AuthError::ConnectionRefused { addr: point, reason: format!("address {}", r.name()) });
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
         let inner = self.inner.clone();
         self.inner.workers.next().spawn(async move {
-            let result = async {
-                let stream =
-                    tokio::time::timeout(inner.config.connect_timeout, TcpStream::connect(point))
-                        .await
-                        .map_err(|_| AuthError::Timeout)?
-                        .map_err(|e| AuthError::ConnectionRefused {
-                            addr: point,
-                            reason: e.to_string(),
-                        })?;
+            // One budget for TCP connect and handshake together (octez `connection_timeout`).
+            let result = tokio::time::timeout(inner.config.connect_timeout, async {
+                let stream = TcpStream::connect(point)
+                    .await
+                    .map_err(|e| AuthError::ConnectionRefused { addr: point, reason: e.to_string() })?;
                 establish(&inner, stream, false, None).await
-            }
-            .await;
+            })
+            .await
+            .unwrap_or(Err(AuthError::Timeout));
             let _ = tx.send(result);
         });
         rx.await.unwrap_or(Err(AuthError::ConnectionClosed))
@@ -309,53 +290,34 @@ impl<E: Encoding, M: Metadata> Node<E, M> {
 
     /// The running connections.
     pub fn connections(&self) -> Vec<Connection<E, M>> {
-        self.inner
-            .connections
-            .iter()
-            .map(|c| c.value().clone())
-            .filter(|c| !c.is_closed())
-            .collect()
+        self.inner.connections.iter().map(|c| c.value().clone()).filter(|c| !c.is_closed()).collect()
     }
 
     /// What the node knows of `peer`.
     pub fn peer(&self, peer: &PeerId) -> Option<PeerInfo<E, M>> {
         let entry = self.inner.registry.table().peer(peer).cloned()?;
-        let connection = self
-            .inner
-            .connections
-            .get(peer)
-            .map(|c| c.value().clone())
-            .filter(|c| !c.is_closed());
+        let connection = self.inner.connections.get(peer).map(|c| c.value().clone()).filter(|c| !c.is_closed());
         Some(PeerInfo { entry, connection })
     }
 
     /// Queues `msg` on every running connection that has room (octez broadcast uses
     /// `write_now`); returns how many accepted it.
     pub fn broadcast(&self, msg: &E) -> usize {
-        self.connections()
-            .iter()
-            .filter(|c| c.write_now(msg).unwrap_or(false))
-            .count()
+        self.connections().iter().filter(|c| c.write_now(msg).unwrap_or(false)).count()
     }
 
     /// Delivers inbound messages of every connection, current and future, to `recipient`.
     pub fn subscribe(&self, recipient: Recipient<Inbound<E>>) {
+        let mut inbound = self.inner.inbound.lock().unwrap_or_else(|e| e.into_inner());
         for c in self.connections() {
             c.subscribe(recipient.clone());
         }
-        self.inner
-            .inbound
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(recipient);
+        inbound.push(recipient);
     }
 
     /// Sends [`NodeEvent`]s (connected, disconnected, rejected) to `recipient`.
     pub fn subscribe_events(&self, recipient: Recipient<NodeEvent>) {
-        self.inner
-            .registry
-            .addr()
-            .do_send(SubscribeEvents(recipient));
+        self.inner.registry.addr().do_send(SubscribeEvents(recipient));
     }
 
     /// Changes the connection limits.
@@ -404,20 +366,24 @@ impl<E: Encoding, M: Metadata> Node<E, M> {
     /// Stops accepting, closes every connection after flushing what it has queued.
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
-        for p in self
-            .inner
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-        {
+        for p in self.inner.pending.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
             p.cancel.cancel();
         }
+        // All at once, each flush bounded: a peer that stopped reading cannot hold the others.
+        let mut closing = tokio::task::JoinSet::new();
         for c in self.connections() {
-            c.close(true).await;
+            closing.spawn(async move {
+                if tokio::time::timeout(SHUTDOWN_FLUSH, c.close(true)).await.is_err() {
+                    c.close(false).await;
+                }
+            });
         }
+        while closing.join_next().await.is_some() {}
     }
 }
+
+/// How long [`Node::shutdown`] lets each connection flush what it has queued.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(5);
 
 /// How often gauges are sampled (queue depths, limits, rates, registry sizes).
 const SAMPLE_PERIOD: Duration = Duration::from_secs(1);
@@ -432,20 +398,13 @@ async fn sample_metrics<E: Encoding, M: Metadata>(inner: std::sync::Weak<Inner<E
         if inner.shutdown.is_cancelled() {
             return;
         }
-        let conns: Vec<Connection<E, M>> = inner
-            .connections
-            .iter()
-            .map(|c| c.value().clone())
-            .filter(|c| !c.is_closed())
-            .collect();
+        let conns: Vec<Connection<E, M>> =
+            inner.connections.iter().map(|c| c.value().clone()).filter(|c| !c.is_closed()).collect();
         let incoming = conns.iter().filter(|c| c.info().incoming).count();
         metrics::gauge!(CONNECTIONS, "direction" => "incoming").set(incoming as f64);
-        metrics::gauge!(CONNECTIONS, "direction" => "outgoing")
-            .set((conns.len() - incoming) as f64);
-        metrics::gauge!(READ_QUEUE_BYTES)
-            .set(conns.iter().map(|c| c.read_queue_bytes()).sum::<usize>() as f64);
-        metrics::gauge!(WRITE_QUEUE_BYTES)
-            .set(conns.iter().map(|c| c.write_queue_bytes()).sum::<usize>() as f64);
+        metrics::gauge!(CONNECTIONS, "direction" => "outgoing").set((conns.len() - incoming) as f64);
+        metrics::gauge!(READ_QUEUE_BYTES).set(conns.iter().map(|c| c.read_queue_bytes()).sum::<usize>() as f64);
+        metrics::gauge!(WRITE_QUEUE_BYTES).set(conns.iter().map(|c| c.write_queue_bytes()).sum::<usize>() as f64);
         let limits = inner.scheduler.limits();
         metrics::gauge!(BANDWIDTH_LIMIT, "direction" => "upload")
             .set(limits.max_upload_bytes_per_s.unwrap_or(0) as f64);
@@ -469,10 +428,7 @@ async fn sample_metrics<E: Encoding, M: Metadata>(inner: std::sync::Weak<Inner<E
     }
 }
 
-async fn listen<E: Encoding, M: Metadata>(
-    inner: Arc<Inner<E, M>>,
-    listener: tokio::net::TcpListener,
-) {
+async fn listen<E: Encoding, M: Metadata>(inner: Arc<Inner<E, M>>, listener: tokio::net::TcpListener) {
     loop {
         let (stream, addr) = tokio::select! {
             () = inner.shutdown.cancelled() => return,
@@ -489,23 +445,24 @@ async fn listen<E: Encoding, M: Metadata>(
         // ACL first: a greylisted or banned address costs no handshake work at all.
         if let Some(r) = inner.registry.table().ip_refused(addr.ip(), Instant::now()) {
             drop(stream);
-            inner.registry.publish(NodeEvent::Rejected {
-                addr: Some(addr),
-                peer_id: None,
-                reason: r.name(),
-            });
+            inner.registry.publish(NodeEvent::Rejected { addr: Some(addr), peer_id: None, reason: r.name() });
             continue;
         }
         let Some(slot) = reserve_pending(&inner, addr) else {
             drop(stream);
             continue;
         };
+        let release = |inner: &Inner<E, M>, id: u64| {
+            inner.pending.lock().unwrap_or_else(|e| e.into_inner()).retain(|p| p.id != id);
+        };
         let Ok(std_stream) = stream.into_std() else {
+            release(&inner, slot.id);
             continue;
         };
         let worker_inner = inner.clone();
+        let slot_id = slot.id;
         // The socket is re-registered with the worker arbiter's own reactor there.
-        inner.workers.next().spawn(async move {
+        let spawned = inner.workers.next().spawn(async move {
             let inner = worker_inner;
             if let Ok(stream) = TcpStream::from_std(std_stream) {
                 tokio::select! {
@@ -517,23 +474,20 @@ async fn listen<E: Encoding, M: Metadata>(
             }
             inner.pending.lock().unwrap_or_else(|e| e.into_inner()).retain(|p| p.id != slot.id);
         });
+        if !spawned {
+            release(&inner, slot_id);
+        }
     }
 }
 
 /// Takes a pending-handshake slot; when all are taken, evicts the oldest handshake whose peer
 /// has not sent its connection message yet, or refuses the newcomer if every slot is busy with
 /// real work. A flood of silent sockets thus cannot keep a real peer out.
-fn reserve_pending<E: Encoding, M: Metadata>(
-    inner: &Inner<E, M>,
-    addr: SocketAddr,
-) -> Option<Pending> {
+fn reserve_pending<E: Encoding, M: Metadata>(inner: &Inner<E, M>, addr: SocketAddr) -> Option<Pending> {
     let mut pending = inner.pending.lock().unwrap_or_else(|e| e.into_inner());
     let max = inner.registry.table().limits().max_pending_incoming.max(1);
     if pending.len() >= max {
-        match pending
-            .iter()
-            .position(|p| !p.announced.load(Ordering::Relaxed))
-        {
+        match pending.iter().position(|p| !p.announced.load(Ordering::Relaxed)) {
             Some(i) => {
                 if let Some(old) = pending.remove(i) {
                     old.cancel.cancel();
@@ -554,11 +508,7 @@ fn reserve_pending<E: Encoding, M: Metadata>(
         announced: Arc::new(AtomicBool::new(false)),
         cancel: CancellationToken::new(),
     };
-    pending.push_back(Pending {
-        id: slot.id,
-        announced: slot.announced.clone(),
-        cancel: slot.cancel.clone(),
-    });
+    pending.push_back(Pending { id: slot.id, announced: slot.announced.clone(), cancel: slot.cancel.clone() });
     Some(slot)
 }
 
@@ -571,39 +521,30 @@ async fn establish<E: Encoding, M: Metadata>(
     announced: Option<Arc<AtomicBool>>,
 ) -> Result<Connection<E, M>, AuthError> {
     let remote = stream.peer_addr().ok();
-    let timeout = if incoming {
-        inner.config.handshake_timeout
-    } else {
-        inner.config.connect_timeout
-    };
+    let timeout = if incoming { inner.config.handshake_timeout } else { inner.config.connect_timeout };
     let registry = &inner.registry;
     let reject = |peer_id: Option<PeerId>, e: AuthError| {
-        registry.publish(NodeEvent::Rejected {
-            addr: remote,
-            peer_id,
-            reason: e.name(),
-        });
+        registry.publish(NodeEvent::Rejected { addr: remote, peer_id, reason: e.name() });
         Err(e)
     };
-    let filter = |p: &crate::handshake::PeerAnnounced<M>| {
-        if let Some(a) = &announced {
-            a.store(true, Ordering::Relaxed);
-        }
-        match registry.table().peer_refused(&p.peer_id(), Instant::now()) {
+    let filter =
+        |p: &crate::handshake::PeerAnnounced<M>| match registry.table().peer_refused(&p.peer_id(), Instant::now()) {
             Some(r) => Err(AuthError::PeerBanned {
                 peer_id: p.peer_id(),
-                reason: if r.name() == "Banned" {
-                    "banned"
-                } else {
-                    "greylisted"
-                },
+                reason: if r.name() == "Banned" { "banned" } else { "greylisted" },
             }),
             None => Ok(()),
-        }
-    };
+        };
     let auth: Authenticated<M> =
         match authenticate_filtered(stream, inner.local.clone(), incoming, timeout, filter).await {
-            Ok(a) => a,
+            Ok(a) => {
+                // Only now has the peer proved it holds its key (its metadata chunk opened): a
+                // replayed connection message followed by silence stays evictable.
+                if let Some(a) = &announced {
+                    a.store(true, Ordering::Relaxed);
+                }
+                a
+            }
             Err(e) => {
                 if let (true, Some(r)) = (e.greylists(incoming), remote) {
                     registry.table().greylist_ip(r.ip(), Instant::now());
@@ -613,20 +554,17 @@ async fn establish<E: Encoding, M: Metadata>(
         };
     let info = auth.info().clone();
     let peer = info.peer_id;
-    let point = info
-        .id_point
-        .and_then(|p| p.port.map(|port| SocketAddr::new(p.addr, port)));
+    let point = info.id_point.and_then(|p| p.port.map(|port| SocketAddr::new(p.addr, port)));
     if let Err(motive) = auth.negotiated_version() {
-        let _ = auth.nack(motive, Vec::new()).await;
+        let points = registry.table().known_points(MAX_NACK_POINTS, point);
+        let _ = auth.nack(motive, points).await;
         return reject(Some(peer), AuthError::RejectedNoCommonProtocol { motive });
     }
     let admitted = {
         let mut t = registry.table();
         let addr = info.id_point.map(|p| p.addr).or(remote.map(|r| r.ip()));
         match addr {
-            Some(a) => t
-                .admit(peer, a, point, Instant::now())
-                .map_err(|e| (e, t.known_points(MAX_NACK_POINTS, point))),
+            Some(a) => t.admit(peer, a, point, Instant::now()).map_err(|e| (e, t.known_points(MAX_NACK_POINTS, point))),
             None => Err((AdmitError::TooManyConnections, Vec::new())),
         }
     };
@@ -635,40 +573,19 @@ async fn establish<E: Encoding, M: Metadata>(
             AdmitError::AlreadyConnected => NackMotive::AlreadyConnected,
             AdmitError::TooManyConnections => NackMotive::TooManyConnections,
         };
-        let points = if motive == NackMotive::TooManyConnections {
-            points
-        } else {
-            Vec::new()
-        };
+        // octez offers known points with every rejection motive.
         let _ = auth.nack(motive, points).await;
-        registry.publish(NodeEvent::Rejected {
-            addr: remote,
-            peer_id: Some(peer),
-            reason: motive.octez_name(),
-        });
+        registry.publish(NodeEvent::Rejected { addr: remote, peer_id: Some(peer), reason: motive.octez_name() });
         return Err(AuthError::Nacked { motive });
     }
-    let weight = if registry.table().is_trusted(&peer) {
-        2
-    } else {
-        1
-    };
-    let config = ConnectionConfig {
-        scheduler: Some(inner.scheduler.clone()),
-        weight,
-        ..inner.config.connection.clone()
-    };
+    let weight = if registry.table().is_trusted(&peer) { 2 } else { 1 };
+    let config =
+        ConnectionConfig { scheduler: Some(inner.scheduler.clone()), weight, ..inner.config.connection.clone() };
     let conn = match auth.accept::<E>(config).await {
         Ok(c) => c,
         Err(e) => {
-            registry
-                .table()
-                .disconnected(peer, Some(e.name().to_owned()), Instant::now());
-            if let AuthError::RejectedByNack {
-                alternative_points: Some(points),
-                ..
-            } = &e
-            {
+            registry.table().disconnected(peer, Some(e.name().to_owned()), Instant::now());
+            if let AuthError::RejectedByNack { alternative_points: Some(points), .. } = &e {
                 let mut t = registry.table();
                 for p in points {
                     t.add_known_point(*p);
@@ -677,30 +594,23 @@ async fn establish<E: Encoding, M: Metadata>(
             return reject(Some(peer), e);
         }
     };
-    registry.table().running(peer, conn.id(), Instant::now());
-    for r in inner
-        .inbound
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-    {
-        conn.subscribe(r.clone());
-    }
+    registry.table().running(peer, conn.id(), info.private_node, Instant::now());
     conn.subscribe_closed(registry.addr().recipient());
-    inner.connections.insert(peer, conn.clone());
-    registry.publish(NodeEvent::Connected {
-        peer_id: peer,
-        connection: conn.id(),
-        point,
-        incoming,
-    });
+    {
+        // Under the subscriber lock, so a concurrent `Node::subscribe` sees this connection or
+        // this connection sees its recipient: never neither.
+        let inbound = inner.inbound.lock().unwrap_or_else(|e| e.into_inner());
+        for r in inbound.iter() {
+            conn.subscribe(r.clone());
+        }
+        inner.connections.insert(peer, conn.clone());
+    }
+    registry.publish(NodeEvent::Connected { peer_id: peer, connection: conn.id(), point, incoming });
     let (watch, weak) = (conn.clone(), Arc::downgrade(inner));
     actix::spawn(async move {
         watch.closed().await;
         if let Some(inner) = weak.upgrade() {
-            inner
-                .connections
-                .remove_if(&peer, |_, c| c.id() == watch.id());
+            inner.connections.remove_if(&peer, |_, c| c.id() == watch.id());
         }
     });
     Ok(conn)

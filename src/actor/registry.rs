@@ -62,12 +62,7 @@ pub enum NodeEvent {
 pub fn is_refusal(reason: &str) -> bool {
     matches!(
         reason,
-        "RejectedNoCommonProtocol"
-            | "PeerBanned"
-            | "Banned"
-            | "Greylisted"
-            | "Evicted"
-            | "TooManyPendingHandshakes"
+        "RejectedNoCommonProtocol" | "PeerBanned" | "Banned" | "Greylisted" | "Evicted" | "TooManyPendingHandshakes"
     ) || reason.contains('_') // octez Nack motives: Too_many_connections, Already_connected, …
 }
 
@@ -84,17 +79,8 @@ impl Registry {
     pub fn start(table: PeerTable) -> Self {
         let table = Arc::new(Mutex::new(table));
         let dropped = Arc::new(AtomicU64::new(0));
-        let addr = RegistryActor {
-            table: table.clone(),
-            subscribers: Vec::new(),
-            dropped: dropped.clone(),
-        }
-        .start();
-        Self {
-            table,
-            addr,
-            dropped,
-        }
+        let addr = RegistryActor { table: table.clone(), subscribers: Vec::new(), dropped: dropped.clone() }.start();
+        Self { table, addr, dropped }
     }
 
     /// The table, locked (briefly: never hold it across an await).
@@ -115,11 +101,7 @@ impl Registry {
             }
             NodeEvent::Rejected { reason, .. } => {
                 metrics::counter!(telemetry::REJECTIONS, "reason" => *reason).increment(1);
-                let result = if is_refusal(reason) {
-                    "rejected"
-                } else {
-                    "failed"
-                };
+                let result = if is_refusal(reason) { "rejected" } else { "failed" };
                 metrics::counter!(telemetry::HANDSHAKES, "result" => result).increment(1);
             }
             NodeEvent::Disconnected { .. } => {}
@@ -154,15 +136,14 @@ impl RegistryActor {
     fn publish(&mut self, event: NodeEvent) {
         // Policy: a subscriber whose mailbox is full misses the event (counted); one that
         // stopped is removed. Events never queue up without bound here.
-        self.subscribers
-            .retain(|s| match s.try_send(event.clone()) {
-                Ok(()) => true,
-                Err(SendError::Full(_)) => {
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
-                    true
-                }
-                Err(SendError::Closed(_)) => false,
-            });
+        self.subscribers.retain(|s| match s.try_send(event.clone()) {
+            Ok(()) => true,
+            Err(SendError::Full(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(SendError::Closed(_)) => false,
+        });
     }
 }
 

@@ -39,12 +39,7 @@ pub struct Meter {
 }
 
 impl Meter {
-    fn new(
-        limited: bool,
-        weight: u32,
-        global: Arc<AtomicU64>,
-        throttled_ns: Arc<AtomicU64>,
-    ) -> Self {
+    fn new(limited: bool, weight: u32, global: Arc<AtomicU64>, throttled_ns: Arc<AtomicU64>) -> Self {
         Self {
             tokens: AtomicI64::new(0),
             waiting: AtomicBool::new(false),
@@ -71,6 +66,10 @@ impl Meter {
             let notified = self.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            // Checked again once registered: a limit lifted in between must not be missed.
+            if !self.limited.load(Ordering::Relaxed) {
+                break usize::MAX;
+            }
             let t = self.tokens.load(Ordering::Relaxed);
             if t > 0 {
                 break usize::try_from(t).unwrap_or(usize::MAX);
@@ -91,8 +90,7 @@ impl Meter {
         let n64 = n as u64;
         self.global.fetch_add(n64, Ordering::Relaxed);
         if self.limited.load(Ordering::Relaxed) {
-            self.tokens
-                .fetch_sub(i64::try_from(n).unwrap_or(i64::MAX), Ordering::Relaxed);
+            self.tokens.fetch_sub(i64::try_from(n).unwrap_or(i64::MAX), Ordering::Relaxed);
         }
     }
 }
@@ -157,10 +155,7 @@ impl Scheduler {
     /// The current limits.
     pub fn limits(&self) -> Limits {
         let get = |d: usize| Some(self.shared.limits[d].load(Ordering::Relaxed)).filter(|&l| l > 0);
-        Limits {
-            max_upload_bytes_per_s: get(UP),
-            max_download_bytes_per_s: get(DOWN),
-        }
+        Limits { max_upload_bytes_per_s: get(UP), max_download_bytes_per_s: get(DOWN) }
     }
 
     /// Changes the limits at run time (also available as the [`SetLimits`] actor message).
@@ -187,8 +182,7 @@ impl Scheduler {
 
     /// Total time connections spent waiting for upload / download quota.
     pub fn throttled(&self) -> (Duration, Duration) {
-        let d =
-            |i: usize| Duration::from_nanos(self.shared.throttled_ns[i].load(Ordering::Relaxed));
+        let d = |i: usize| Duration::from_nanos(self.shared.throttled_ns[i].load(Ordering::Relaxed));
         (d(UP), d(DOWN))
     }
 
@@ -229,14 +223,8 @@ impl Scheduler {
 }
 
 fn store_limits(shared: &Shared, limits: Limits) {
-    shared.limits[UP].store(
-        limits.max_upload_bytes_per_s.unwrap_or(0),
-        Ordering::Relaxed,
-    );
-    shared.limits[DOWN].store(
-        limits.max_download_bytes_per_s.unwrap_or(0),
-        Ordering::Relaxed,
-    );
+    shared.limits[UP].store(limits.max_upload_bytes_per_s.unwrap_or(0), Ordering::Relaxed);
+    shared.limits[DOWN].store(limits.max_download_bytes_per_s.unwrap_or(0), Ordering::Relaxed);
 }
 
 /// The scheduler actor: refreshes quotas every [`REFRESH`] and averages every second.
@@ -251,17 +239,12 @@ impl SchedulerActor {
     fn refresh(&mut self, period: Duration) {
         for d in [UP, DOWN] {
             let limit = self.shared.limits[d].load(Ordering::Relaxed);
-            let entries: Vec<Arc<Meter>> = self
-                .shared
-                .meters
-                .iter()
-                .map(|e| e.value()[d].clone())
-                .collect();
+            let entries: Vec<Arc<Meter>> = self.shared.meters.iter().map(|e| e.value()[d].clone()).collect();
             if limit == 0 {
                 for m in &entries {
-                    if m.limited.swap(false, Ordering::Relaxed) {
-                        m.notify.notify_waiters();
-                    }
+                    m.limited.store(false, Ordering::Relaxed);
+                    // Always: a waiter that registered just after an earlier notification must wake.
+                    m.notify.notify_waiters();
                 }
                 continue;
             }

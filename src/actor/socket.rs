@@ -8,9 +8,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::{Connection, ConnectionConfig};
-use crate::handshake::{
-    self, AuthError, AuthenticatedStream, ConnectionInfo, LocalConfig, PeerAnnounced,
-};
+use crate::handshake::{self, AuthError, AuthenticatedStream, ConnectionInfo, LocalConfig, PeerAnnounced};
 use crate::message::Encoding;
 use crate::telemetry;
 use crate::wire::{Metadata, NackMotive, NetworkVersion};
@@ -23,10 +21,7 @@ pub const SUPPORTED_P2P_VERSIONS: &[u16] = &[0, 1];
 /// octez's version selection (`P2p_connect_handler`, protocol.md §10.2 step 3): chain names must
 /// be byte-equal; for each of ddb and p2p, our announced (largest) version if the peer's is at
 /// least that, else the peer's if we support it. Otherwise the Nack motive to send.
-pub fn select_version(
-    local: &NetworkVersion,
-    remote: &NetworkVersion,
-) -> Result<NetworkVersion, NackMotive> {
+pub fn select_version(local: &NetworkVersion, remote: &NetworkVersion) -> Result<NetworkVersion, NackMotive> {
     if local.chain_name != remote.chain_name {
         return Err(NackMotive::UnknownChainName);
     }
@@ -39,23 +34,12 @@ pub fn select_version(
             None
         }
     };
-    let distributed_db_version = pick(
-        local.distributed_db_version,
-        remote.distributed_db_version,
-        SUPPORTED_DISTRIBUTED_DB_VERSIONS,
-    )
-    .ok_or(NackMotive::DeprecatedDistributedDbVersion)?;
-    let p2p_version = pick(
-        local.p2p_version,
-        remote.p2p_version,
-        SUPPORTED_P2P_VERSIONS,
-    )
-    .ok_or(NackMotive::DeprecatedP2pVersion)?;
-    Ok(NetworkVersion {
-        chain_name: local.chain_name.clone(),
-        distributed_db_version,
-        p2p_version,
-    })
+    let distributed_db_version =
+        pick(local.distributed_db_version, remote.distributed_db_version, SUPPORTED_DISTRIBUTED_DB_VERSIONS)
+            .ok_or(NackMotive::DeprecatedDistributedDbVersion)?;
+    let p2p_version =
+        pick(local.p2p_version, remote.p2p_version, SUPPORTED_P2P_VERSIONS).ok_or(NackMotive::DeprecatedP2pVersion)?;
+    Ok(NetworkVersion { chain_name: local.chain_name.clone(), distributed_db_version, p2p_version })
 }
 
 /// octez `authenticate` over a TCP stream, bounded by `timeout` (which also bounds the later
@@ -79,27 +63,23 @@ pub async fn authenticate_filtered<M: Metadata>(
     timeout: Duration,
     filter: impl FnOnce(&PeerAnnounced<M>) -> Result<(), AuthError>,
 ) -> Result<Authenticated<M>, AuthError> {
-    let deadline = Instant::now() + timeout;
+    let now = Instant::now();
+    // Saturating: a "forever" timeout such as Duration::MAX must not overflow.
+    let deadline = now.checked_add(timeout).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400));
     let remote_addr = stream.peer_addr().ok();
     // Small handshake frames must not wait for Nagle.
     let _ = stream.set_nodelay(true);
     let local_version = local.version.clone();
-    let inner = tokio::time::timeout_at(
-        deadline,
-        handshake::authenticate(stream, local, incoming, remote_addr, filter),
-    )
-    .await
-    .map_err(|_| AuthError::Timeout)?
-    .inspect_err(|e| {
-        if *e == AuthError::DecipherError {
-            metrics::counter!(telemetry::DECIPHER_FAILURES, "stage" => "handshake").increment(1);
-        }
-    })?;
-    Ok(Authenticated {
-        inner,
-        deadline,
-        local_version,
-    })
+    let inner =
+        tokio::time::timeout_at(deadline, handshake::authenticate(stream, local, incoming, remote_addr, filter))
+            .await
+            .map_err(|_| AuthError::Timeout)?
+            .inspect_err(|e| {
+                if *e == AuthError::DecipherError {
+                    metrics::counter!(telemetry::DECIPHER_FAILURES, "stage" => "handshake").increment(1);
+                }
+            })?;
+    Ok(Authenticated { inner, deadline, local_version })
 }
 
 /// Opens a TCP connection to `addr` and authenticates (outgoing role), all within `timeout`.
@@ -112,17 +92,8 @@ pub async fn connect<M: Metadata>(
     let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| AuthError::Timeout)?
-        .map_err(|e| AuthError::ConnectionRefused {
-            addr,
-            reason: e.to_string(),
-        })?;
-    authenticate(
-        stream,
-        local,
-        false,
-        timeout.saturating_sub(start.elapsed()),
-    )
-    .await
+        .map_err(|e| AuthError::ConnectionRefused { addr, reason: e.to_string() })?;
+    authenticate(stream, local, false, timeout.saturating_sub(start.elapsed())).await
 }
 
 /// An authenticated peer (octez `authenticate` returned): [`accept`](Self::accept) it or
@@ -146,11 +117,9 @@ impl<M: Metadata> Authenticated<M> {
 
     /// octez `accept`: selects the version (on failure sends the Nack octez sends and returns
     /// `RejectedNoCommonProtocol`), exchanges Acks, then starts the connection's actors on the
-    /// current actix arbiter with the queues and chunking of `config`.
-    pub async fn accept<E: Encoding>(
-        self,
-        config: ConnectionConfig,
-    ) -> Result<Connection<E, M>, AuthError> {
+    /// current actix arbiter with the queues and chunking of `config`. Must run inside an actix
+    /// `System` or `Arbiter` (the actors are started there).
+    pub async fn accept<E: Encoding>(self, config: ConnectionConfig) -> Result<Connection<E, M>, AuthError> {
         let version = match self.negotiated_version() {
             Ok(v) => v,
             Err(motive) => {
@@ -172,19 +141,14 @@ impl<M: Metadata> Authenticated<M> {
             ("metadata", bytes.metadata),
             ("ack", bytes.ack),
         ] {
-            metrics::histogram!(telemetry::HANDSHAKE_DURATION, "phase" => phase)
-                .record(d.as_secs_f64());
+            metrics::histogram!(telemetry::HANDSHAKE_DURATION, "phase" => phase).record(d.as_secs_f64());
         }
         Ok(Connection::start(stream, session, version, config, bytes))
     }
 
     /// octez `nack`: sends a Nack with `motive` and up to 100 alternative points (a `Nack_v_0`
     /// to p2p_version 0 peers), then closes.
-    pub async fn nack(
-        self,
-        motive: NackMotive,
-        alternative_points: Vec<SocketAddr>,
-    ) -> Result<(), AuthError> {
+    pub async fn nack(self, motive: NackMotive, alternative_points: Vec<SocketAddr>) -> Result<(), AuthError> {
         self.inner.nack(motive, alternative_points).await
     }
 }
@@ -194,40 +158,18 @@ mod tests {
     use super::*;
 
     fn v(chain: &str, ddb: u16, p2p: u16) -> NetworkVersion {
-        NetworkVersion {
-            chain_name: chain.into(),
-            distributed_db_version: ddb,
-            p2p_version: p2p,
-        }
+        NetworkVersion { chain_name: chain.into(), distributed_db_version: ddb, p2p_version: p2p }
     }
 
     #[test]
     fn version_selection_follows_the_connect_handler() {
         let local = v("TEZOS_MAINNET", 2, 1);
-        assert_eq!(
-            select_version(&local, &v("TEZOS_MAINNET", 2, 1)),
-            Ok(local.clone())
-        );
-        assert_eq!(
-            select_version(&local, &v("TEZOS_MAINNET", 7, 9)),
-            Ok(local.clone())
-        );
-        assert_eq!(
-            select_version(&local, &v("TEZOS_MAINNET", 0, 0)),
-            Ok(v("TEZOS_MAINNET", 0, 0))
-        );
-        assert_eq!(
-            select_version(&local, &v("TEZOS_GHOSTNET", 2, 1)),
-            Err(NackMotive::UnknownChainName)
-        );
+        assert_eq!(select_version(&local, &v("TEZOS_MAINNET", 2, 1)), Ok(local.clone()));
+        assert_eq!(select_version(&local, &v("TEZOS_MAINNET", 7, 9)), Ok(local.clone()));
+        assert_eq!(select_version(&local, &v("TEZOS_MAINNET", 0, 0)), Ok(v("TEZOS_MAINNET", 0, 0)));
+        assert_eq!(select_version(&local, &v("TEZOS_GHOSTNET", 2, 1)), Err(NackMotive::UnknownChainName));
         let newer = v("TEZOS_MAINNET", 5, 3);
-        assert_eq!(
-            select_version(&newer, &v("TEZOS_MAINNET", 4, 1)),
-            Err(NackMotive::DeprecatedDistributedDbVersion)
-        );
-        assert_eq!(
-            select_version(&newer, &v("TEZOS_MAINNET", 2, 2)),
-            Err(NackMotive::DeprecatedP2pVersion)
-        );
+        assert_eq!(select_version(&newer, &v("TEZOS_MAINNET", 4, 1)), Err(NackMotive::DeprecatedDistributedDbVersion));
+        assert_eq!(select_version(&newer, &v("TEZOS_MAINNET", 2, 2)), Err(NackMotive::DeprecatedP2pVersion));
     }
 }

@@ -14,10 +14,7 @@ pub struct Workers {
 impl Workers {
     /// `n` arbiters (at least one). Must be called inside a running actix `System`.
     pub fn new(n: usize) -> Self {
-        Self {
-            arbiters: (0..n.max(1)).map(|_| Arbiter::new()).collect(),
-            next: AtomicUsize::new(0),
-        }
+        Self { arbiters: (0..n.max(1)).map(|_| Arbiter::new()).collect(), next: AtomicUsize::new(0) }
     }
 
     /// One arbiter per available core.

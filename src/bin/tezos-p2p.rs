@@ -118,18 +118,14 @@ enum IdentityCommand {
 }
 
 fn parse_seconds(s: &str) -> Result<Duration, String> {
-    let f: f64 = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    Duration::try_from_secs_f64(f)
-        .map_err(|e| e.to_string())
-        .and_then(|d| {
-            if d.is_zero() {
-                Err("must be positive".into())
-            } else {
-                Ok(d)
-            }
-        })
+    let f: f64 = s.parse().map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(f).map_err(|e| e.to_string()).and_then(|d| {
+        if d.is_zero() {
+            Err("must be positive".into())
+        } else {
+            Ok(d)
+        }
+    })
 }
 
 fn parse_difficulty(s: &str) -> Result<PowTarget, String> {
@@ -140,18 +136,13 @@ fn parse_difficulty(s: &str) -> Result<PowTarget, String> {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Identity(IdentityCommand::Generate {
-            difficulty,
-            output,
-            threads,
-            force,
-        }) => generate(&difficulty, &output, threads, force),
+        Command::Identity(IdentityCommand::Generate { difficulty, output, threads, force }) => {
+            generate(&difficulty, &output, threads, force)
+        }
         Command::Identity(IdentityCommand::Show { path, json }) => show(&path, json),
         Command::Identity(IdentityCommand::Check { path, difficulty }) => check(&path, &difficulty),
         Command::Listen {
@@ -169,10 +160,7 @@ fn main() -> ExitCode {
             peer,
             net::ListenOptions {
                 count,
-                bandwidth: tezos_p2p::actor::Limits {
-                    max_upload_bytes_per_s,
-                    max_download_bytes_per_s,
-                },
+                bandwidth: tezos_p2p::actor::Limits { max_upload_bytes_per_s, max_download_bytes_per_s },
                 max_connections,
                 handshake_timeout,
                 metrics_addr,
@@ -191,13 +179,10 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
 fn generate(target: &PowTarget, output: &Path, threads: Option<u16>, force: bool) -> ExitCode {
     // Refuse early rather than after minutes of work; `save` re-checks atomically.
     if !force && output.exists() {
-        return fail(IdentityError::AlreadyExists {
-            path: output.to_owned(),
-        });
+        return fail(IdentityError::AlreadyExists { path: output.to_owned() });
     }
-    let threads = threads
-        .map(usize::from)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads =
+        threads.map(usize::from).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let cancel = Arc::new(AtomicBool::new(false));
     {
         let cancel = cancel.clone();
@@ -225,11 +210,7 @@ fn generate(target: &PowTarget, output: &Path, threads: Option<u16>, force: bool
         if let Some(bar) = &bar {
             let secs = start.elapsed().as_secs_f64().max(1e-9);
             let rate = attempts as f64 / secs;
-            let eta = if rate > 0.0 {
-                format!("{:.0} s", expected / rate)
-            } else {
-                "?".into()
-            };
+            let eta = if rate > 0.0 { format!("{:.0} s", expected / rate) } else { "?".into() };
             bar.set_message(format!(
                 "difficulty {} on {threads} threads: {attempts} hashes, {:.2} MH/s, expected time {eta}",
                 target.difficulty(),
@@ -311,9 +292,7 @@ mod net {
     use std::time::Duration;
 
     use serde_json::{json, Value};
-    use tezos_p2p::actor::{
-        self, CloseReason, Connection, ConnectionConfig, Node, NodeConfig, NodeEvent,
-    };
+    use tezos_p2p::actor::{self, CloseReason, Connection, ConnectionConfig, Node, NodeConfig, NodeEvent};
     use tezos_p2p::handshake::{AuthError, LocalConfig};
     use tezos_p2p::identity::Identity;
     use tezos_p2p::message::RawMessage;
@@ -333,9 +312,7 @@ mod net {
     fn local_config(peer: &PeerArgs) -> Result<Arc<LocalConfig<ConnectionMetadata>>, ExitCode> {
         let identity = match &peer.identity {
             Some(path) => Identity::load(path).map_err(|e| {
-                emit(
-                    json!({"event": "error", "error": "InvalidIdentity", "message": e.to_string()}),
-                );
+                emit(json!({"event": "error", "error": "InvalidIdentity", "message": e.to_string()}));
                 ExitCode::FAILURE
             })?,
             None => Identity::ephemeral(),
@@ -355,10 +332,7 @@ mod net {
 
     fn auth_error(e: &AuthError) -> Value {
         match e {
-            AuthError::RejectedByNack {
-                motive,
-                alternative_points,
-            } => json!({
+            AuthError::RejectedByNack { motive, alternative_points } => json!({
                 "event": "rejected",
                 "error": e.name(),
                 "motive": motive.to_string(),

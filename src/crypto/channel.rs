@@ -34,14 +34,10 @@ impl ChannelKey {
     ///
     /// Fails with [`CryptoError::LowOrderPublicKey`] when the shared secret is all zero.
     pub fn precompute(remote: &PublicKey, local: &SecretKey) -> Result<Self, CryptoError> {
-        let mut shared = MontgomeryPoint(*remote.as_bytes())
-            .mul_clamped(*local.expose_secret())
-            .to_bytes();
+        let mut shared = MontgomeryPoint(*remote.as_bytes()).mul_clamped(*local.expose_secret()).to_bytes();
         // Not constant-time on purpose: whether the peer's key is degenerate is not a secret.
         if shared == [0u8; 32] {
-            return Err(CryptoError::LowOrderPublicKey {
-                public_key: *remote,
-            });
+            return Err(CryptoError::LowOrderPublicKey { public_key: *remote });
         }
         let mut shared_ga = shared.into();
         shared.zeroize();
@@ -72,11 +68,7 @@ impl ChannelKey {
     /// Encrypts `buf` in place and returns the detached tag.
     ///
     /// Fails only for buffers beyond the cipher's 2^38-byte limit (chunks are at most 65519).
-    pub fn seal_detached(
-        &self,
-        nonce: &Nonce,
-        buf: &mut [u8],
-    ) -> Result<[u8; TAG_SIZE], CryptoError> {
+    pub fn seal_detached(&self, nonce: &Nonce, buf: &mut [u8]) -> Result<[u8; TAG_SIZE], CryptoError> {
         self.cipher
             .encrypt_in_place_detached(nonce.as_bytes().into(), &[], buf)
             .map(Into::into)
@@ -84,12 +76,7 @@ impl ChannelKey {
     }
 
     /// Decrypts `buf` in place if `tag` verifies; leaves it untouched otherwise.
-    pub fn open_detached(
-        &self,
-        nonce: &Nonce,
-        buf: &mut [u8],
-        tag: &[u8; TAG_SIZE],
-    ) -> Result<(), CryptoError> {
+    pub fn open_detached(&self, nonce: &Nonce, buf: &mut [u8], tag: &[u8; TAG_SIZE]) -> Result<(), CryptoError> {
         self.cipher
             .decrypt_in_place_detached(nonce.as_bytes().into(), &[], buf, tag.into())
             .map_err(|_| CryptoError::DecipherError)
@@ -99,9 +86,7 @@ impl ChannelKey {
     /// `[tag][ciphertext]` on return (what `crypto_box_afternm` produces). No allocation.
     pub fn seal_in_place(&self, nonce: &Nonce, buf: &mut [u8]) -> Result<(), CryptoError> {
         let len = buf.len();
-        let (tag_room, body) = buf
-            .split_first_chunk_mut::<TAG_SIZE>()
-            .ok_or(CryptoError::BufferTooShort { len })?;
+        let (tag_room, body) = buf.split_first_chunk_mut::<TAG_SIZE>().ok_or(CryptoError::BufferTooShort { len })?;
         *tag_room = self.seal_detached(nonce, body)?;
         Ok(())
     }
@@ -109,9 +94,7 @@ impl ChannelKey {
     /// Opens `[tag][ciphertext]` in place; on success the plaintext is `buf[16..]`.
     pub fn open_in_place(&self, nonce: &Nonce, buf: &mut [u8]) -> Result<(), CryptoError> {
         let len = buf.len();
-        let (tag, body) = buf
-            .split_first_chunk_mut::<TAG_SIZE>()
-            .ok_or(CryptoError::BufferTooShort { len })?;
+        let (tag, body) = buf.split_first_chunk_mut::<TAG_SIZE>().ok_or(CryptoError::BufferTooShort { len })?;
         let tag = *tag;
         self.open_detached(nonce, body, &tag)
     }
@@ -190,9 +173,7 @@ mod tests {
         let mut x = b"hello tezos".to_vec();
         let mut y = x.clone();
         let t1 = ours.seal_detached(&nonce, &mut x).unwrap();
-        let t2 = salsa
-            .encrypt_in_place_detached(nonce.as_bytes().into(), &[], &mut y)
-            .unwrap();
+        let t2 = salsa.encrypt_in_place_detached(nonce.as_bytes().into(), &[], &mut y).unwrap();
         assert_eq!((x, t1.to_vec()), (y, t2.to_vec()));
     }
 
@@ -201,11 +182,7 @@ mod tests {
         let sk = SecretKey::generate();
         // 0 and 1 and the order-8 point u=325606250916557431795983626356110631294008115727848805560023387167927233504.
         let mut order8 = [0u8; 32];
-        hex::decode_to_slice(
-            "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
-            &mut order8,
-        )
-        .unwrap();
+        hex::decode_to_slice("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800", &mut order8).unwrap();
         let mut one = [0u8; 32];
         one[0] = 1;
         for pk in [[0u8; 32], one, order8] {
@@ -226,22 +203,13 @@ mod tests {
         s.seal_in_place(&mut c1).unwrap();
         let mut bad = c1;
         bad[17] ^= 1;
-        assert_eq!(
-            o.clone().open_in_place(&mut bad),
-            Err(CryptoError::DecipherError)
-        );
+        assert_eq!(o.clone().open_in_place(&mut bad), Err(CryptoError::DecipherError));
         let mut ok = c1;
         o.open_in_place(&mut ok).unwrap();
         assert_eq!(&ok[16..], b"abcd");
         // Replaying the same chunk fails: the opener moved to the next nonce.
         let mut replay = c1;
-        assert_eq!(
-            o.open_in_place(&mut replay),
-            Err(CryptoError::DecipherError)
-        );
-        assert!(matches!(
-            o.open_in_place(&mut [0u8; 15]),
-            Err(CryptoError::BufferTooShort { len: 15 })
-        ));
+        assert_eq!(o.open_in_place(&mut replay), Err(CryptoError::DecipherError));
+        assert!(matches!(o.open_in_place(&mut [0u8; 15]), Err(CryptoError::BufferTooShort { len: 15 })));
     }
 }

@@ -30,9 +30,7 @@ pub const PEER_ID_SIZE: usize = 16;
 #[non_exhaustive]
 pub enum CryptoError {
     /// A chunk's Poly1305 tag did not verify (octez `Decipher_error`).
-    #[error(
-        "decipher error: the chunk's MAC does not verify (tampered, replayed or wrong key/nonce)"
-    )]
+    #[error("decipher error: the chunk's MAC does not verify (tampered, replayed or wrong key/nonce)")]
     DecipherError,
     /// The X25519 shared secret with the peer's public key is all zero: the key is of low
     /// order, so the channel key would be a constant known to anyone. libsodium refuses it, and
@@ -204,15 +202,11 @@ impl FromStr for PeerId {
     type Err = PeerIdParseError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let raw = bs58::decode(s)
-            .with_check(None)
-            .into_vec()
-            .map_err(|e| PeerIdParseError::Base58(e.to_string()))?;
+        let raw = bs58::decode(s).with_check(None).into_vec().map_err(|e| PeerIdParseError::Base58(e.to_string()))?;
         match raw.split_first_chunk::<2>() {
             Some((prefix, rest)) if *prefix == PEER_ID_PREFIX => {
-                let bytes: [u8; PEER_ID_SIZE] = rest
-                    .try_into()
-                    .map_err(|_| PeerIdParseError::WrongPrefixOrLength { len: raw.len() })?;
+                let bytes: [u8; PEER_ID_SIZE] =
+                    rest.try_into().map_err(|_| PeerIdParseError::WrongPrefixOrLength { len: raw.len() })?;
                 Ok(Self(bytes))
             }
             _ => Err(PeerIdParseError::WrongPrefixOrLength { len: raw.len() }),

@@ -88,11 +88,7 @@ const RESP_TO_INIT: &[u8] = b"Resp -> Init";
 /// direction uses the `"Resp -> Init"` label. So the incoming side's *local* nonce carries the
 /// `Init -> Resp` label and the outgoing side's local nonce the `Resp -> Init` label.
 pub fn generate_nonces(incoming: bool, sent_msg: &[u8], recv_msg: &[u8]) -> Nonces {
-    let (init, resp) = if incoming {
-        (recv_msg, sent_msg)
-    } else {
-        (sent_msg, recv_msg)
-    };
+    let (init, resp) = if incoming { (recv_msg, sent_msg) } else { (sent_msg, recv_msg) };
     let derive = |label: &[u8]| {
         let h = blake2b_256(&[init, resp, label]);
         let mut n = [0u8; NONCE_SIZE];
@@ -102,15 +98,9 @@ pub fn generate_nonces(incoming: bool, sent_msg: &[u8], recv_msg: &[u8]) -> Nonc
     let init_to_resp = derive(INIT_TO_RESP);
     let resp_to_init = derive(RESP_TO_INIT);
     if incoming {
-        Nonces {
-            local: init_to_resp,
-            remote: resp_to_init,
-        }
+        Nonces { local: init_to_resp, remote: resp_to_init }
     } else {
-        Nonces {
-            local: resp_to_init,
-            remote: init_to_resp,
-        }
+        Nonces { local: resp_to_init, remote: init_to_resp }
     }
 }
 

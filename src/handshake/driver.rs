@@ -12,10 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 
-use super::{
-    AuthError, Authenticated, ConnectionInfo, ExpectConnectionMessage, LocalConfig, PeerAnnounced,
-    Session,
-};
+use super::{AuthError, Authenticated, ConnectionInfo, ExpectConnectionMessage, LocalConfig, PeerAnnounced, Session};
 use crate::crypto::{Nonce, TAG_SIZE};
 use crate::wire::{Metadata, NackMotive};
 
@@ -25,11 +22,7 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Reads one `u16be`-prefixed frame (connection message or chunk), prefix included.
 /// `eof` is the error to report if the peer closes first; a chunk's length is checked against
 /// the tag size as soon as its header is in, as octez does.
-async fn read_frame<S: AsyncRead + Unpin>(
-    io: &mut S,
-    chunk: bool,
-    eof: AuthError,
-) -> Result<Vec<u8>, AuthError> {
+async fn read_frame<S: AsyncRead + Unpin>(io: &mut S, chunk: bool, eof: AuthError) -> Result<Vec<u8>, AuthError> {
     let mut header = [0u8; 2];
     io.read_exact(&mut header).await.map_err(|_| eof.clone())?;
     let len = usize::from(u16::from_be_bytes(header));
@@ -43,9 +36,7 @@ async fn read_frame<S: AsyncRead + Unpin>(
 }
 
 async fn write_all<S: AsyncWrite + Unpin>(io: &mut S, bytes: &[u8]) -> Result<(), AuthError> {
-    io.write_all(bytes)
-        .await
-        .map_err(|_| AuthError::ConnectionClosed)?;
+    io.write_all(bytes).await.map_err(|_| AuthError::ConnectionClosed)?;
     io.flush().await.map_err(|_| AuthError::ConnectionClosed)
 }
 
@@ -54,9 +45,7 @@ pub async fn with_timeout<T>(
     timeout: Duration,
     fut: impl Future<Output = Result<T, AuthError>>,
 ) -> Result<T, AuthError> {
-    tokio::time::timeout(timeout, fut)
-        .await
-        .map_err(|_| AuthError::Timeout)?
+    tokio::time::timeout(timeout, fut).await.map_err(|_| AuthError::Timeout)?
 }
 
 /// octez `authenticate`: exchanges connection messages and metadata over `io`.
@@ -133,16 +122,10 @@ impl<M: Metadata, S: AsyncRead + AsyncWrite + Unpin> AuthenticatedStream<M, S> {
     /// octez `accept`: sends our Ack and reads the peer's answer. The peer closing instead is
     /// `RejectedSocketConnection`; its Nack is `RejectedByNack`.
     pub async fn accept(self) -> Result<(S, Session<M>, HandshakeBytes), AuthError> {
-        let Self {
-            mut io,
-            state,
-            mut bytes,
-        } = self;
+        let Self { mut io, state, mut bytes } = self;
         let t0 = Instant::now();
         let (expect_ack, ack) = state.accept()?;
-        write_all(&mut io, &ack)
-            .await
-            .map_err(|_| AuthError::RejectedSocketConnection)?;
+        write_all(&mut io, &ack).await.map_err(|_| AuthError::RejectedSocketConnection)?;
         bytes.sent += ack.len();
         let peer_ack = read_frame(&mut io, true, AuthError::RejectedSocketConnection).await?;
         bytes.recv += peer_ack.len();
@@ -154,11 +137,7 @@ impl<M: Metadata, S: AsyncRead + AsyncWrite + Unpin> AuthenticatedStream<M, S> {
     /// octez `nack`: sends a Nack (a `Nack_v_0` to p2p_version 0 peers) and closes. Write
     /// errors are ignored, as in octez; more than 100 points is an `Encoding` error and sends
     /// nothing.
-    pub async fn nack(
-        self,
-        motive: NackMotive,
-        alternative_points: Vec<SocketAddr>,
-    ) -> Result<(), AuthError> {
+    pub async fn nack(self, motive: NackMotive, alternative_points: Vec<SocketAddr>) -> Result<(), AuthError> {
         let Self { mut io, state, .. } = self;
         let chunk = state.nack(motive, alternative_points)?;
         let _ = io.write_all(&chunk).await;

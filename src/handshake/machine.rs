@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::{
-    AuthError, Authenticated, ConnectionInfo, ExpectAck, ExpectConnectionMessage, ExpectMetadata,
-    LocalConfig, PeerAnnounced, Session,
+    AuthError, Authenticated, ConnectionInfo, ExpectAck, ExpectConnectionMessage, ExpectMetadata, LocalConfig,
+    PeerAnnounced, Session,
 };
 use crate::crypto::{Nonce, PeerId, TAG_SIZE};
 use crate::wire::{Metadata, NackMotive, CHUNK_HEADER_SIZE};
@@ -59,11 +59,7 @@ impl<M: Metadata> Handshake<M> {
     ) -> Result<Self, AuthError> {
         let first = ExpectConnectionMessage::new(local, incoming, message_nonce, remote_addr)?;
         let out = first.bytes_to_send().to_vec();
-        Ok(Self {
-            step: Step::ConnectionMessage(first),
-            frame: Vec::new(),
-            out,
-        })
+        Ok(Self { step: Step::ConnectionMessage(first), frame: Vec::new(), out })
     }
 
     /// Bytes to write to the peer, in order (empty when there is nothing to send).
@@ -86,10 +82,7 @@ impl<M: Metadata> Handshake<M> {
     /// returns how many were used (0 when no input is expected now). A complete frame moves
     /// the machine on; an error closes it.
     pub fn read(&mut self, input: &[u8]) -> Result<usize, AuthError> {
-        if !matches!(
-            self.step,
-            Step::ConnectionMessage(_) | Step::Metadata(_) | Step::Ack(_)
-        ) {
+        if !matches!(self.step, Step::ConnectionMessage(_) | Step::Metadata(_) | Step::Ack(_)) {
             return Ok(0);
         }
         let mut used = 0;
@@ -143,9 +136,7 @@ impl<M: Metadata> Handshake<M> {
             }
             other => {
                 self.step = other;
-                Err(AuthError::InvalidState(
-                    "derive_keys before the peer's connection message",
-                ))
+                Err(AuthError::InvalidState("derive_keys before the peer's connection message"))
             }
         }
     }
@@ -167,11 +158,7 @@ impl<M: Metadata> Handshake<M> {
     }
 
     /// After [`Status::Authenticated`]: queues our Nack; the caller then closes.
-    pub fn nack(
-        &mut self,
-        motive: NackMotive,
-        alternative_points: Vec<SocketAddr>,
-    ) -> Result<(), AuthError> {
+    pub fn nack(&mut self, motive: NackMotive, alternative_points: Vec<SocketAddr>) -> Result<(), AuthError> {
         match std::mem::replace(&mut self.step, Step::Closed) {
             Step::Authenticated(a) => {
                 let chunk = a.nack(motive, alternative_points)?;

@@ -19,22 +19,18 @@
 mod driver;
 mod machine;
 
-pub use driver::{
-    authenticate, with_timeout, AuthenticatedStream, HandshakeBytes, DEFAULT_HANDSHAKE_TIMEOUT,
-};
+pub use driver::{authenticate, with_timeout, AuthenticatedStream, HandshakeBytes, DEFAULT_HANDSHAKE_TIMEOUT};
 pub use machine::{Handshake, Status};
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use crate::crypto::{
-    generate_nonces, ChannelKey, CryptoError, Nonce, Opener, PeerId, Sealer, TAG_SIZE,
-};
+use crate::crypto::{generate_nonces, ChannelKey, CryptoError, Nonce, Opener, PeerId, Sealer, TAG_SIZE};
 use crate::identity::Identity;
 use crate::pow::{check_proof_of_work, PowTarget};
 use crate::wire::{
-    AckMessage, ConnectionMessage, DecodeError, EncodeError, Metadata, NackMotive, NetworkVersion,
-    CHUNK_HEADER_SIZE, MAX_CONTENT_LENGTH,
+    AckMessage, ConnectionMessage, DecodeError, EncodeError, Metadata, NackMotive, NetworkVersion, CHUNK_HEADER_SIZE,
+    MAX_CONTENT_LENGTH,
 };
 
 /// Errors of the handshake layer, named after the octez errors they mirror.
@@ -268,12 +264,7 @@ impl<M: Metadata> ExpectConnectionMessage<M> {
             version: local.version.clone(),
         };
         let sent_msg = msg.encode()?;
-        Ok(Self {
-            local,
-            incoming,
-            remote_addr,
-            sent_msg,
-        })
+        Ok(Self { local, incoming, remote_addr, sent_msg })
     }
 
     /// Our connection message, length prefix included: send it first.
@@ -285,27 +276,13 @@ impl<M: Metadata> ExpectConnectionMessage<M> {
     /// checks its proof of work. No X25519 work happens here, so a peer with a bad stamp, or
     /// one an ACL refuses by peer id, costs only a hash.
     pub fn receive(self, raw: &[u8]) -> Result<PeerAnnounced<M>, AuthError> {
-        let msg = ConnectionMessage::decode(raw).map_err(|source| AuthError::Decoding {
-            what: "connection message",
-            source,
-        })?;
+        let msg = ConnectionMessage::decode(raw)
+            .map_err(|source| AuthError::Decoding { what: "connection message", source })?;
         let peer_id = msg.public_key.peer_id();
-        if !check_proof_of_work(
-            &msg.public_key,
-            &msg.proof_of_work_stamp,
-            &self.local.expected_pow,
-        ) {
-            return Err(AuthError::NotEnoughProofOfWork {
-                peer_id,
-                expected: self.local.expected_pow.difficulty(),
-            });
+        if !check_proof_of_work(&msg.public_key, &msg.proof_of_work_stamp, &self.local.expected_pow) {
+            return Err(AuthError::NotEnoughProofOfWork { peer_id, expected: self.local.expected_pow.difficulty() });
         }
-        Ok(PeerAnnounced {
-            prev: self,
-            recv_msg: raw.to_vec(),
-            msg,
-            peer_id,
-        })
+        Ok(PeerAnnounced { prev: self, recv_msg: raw.to_vec(), msg, peer_id })
     }
 }
 
@@ -333,17 +310,11 @@ impl<M: Metadata> PeerAnnounced<M> {
     /// Computes the channel key and both nonces, and seals our metadata with our first nonce.
     /// Returns the next state and our metadata chunk (prefix included) to send.
     pub fn derive_keys(self) -> Result<(ExpectMetadata<M>, Vec<u8>), AuthError> {
-        let Self {
-            prev,
-            recv_msg,
-            msg,
-            peer_id,
-        } = self;
-        let key = ChannelKey::precompute(&msg.public_key, &prev.local.identity.secret_key)
-            .map_err(|e| match e {
-                CryptoError::LowOrderPublicKey { .. } => AuthError::LowOrderPublicKey { peer_id },
-                _ => AuthError::DecipherError,
-            })?;
+        let Self { prev, recv_msg, msg, peer_id } = self;
+        let key = ChannelKey::precompute(&msg.public_key, &prev.local.identity.secret_key).map_err(|e| match e {
+            CryptoError::LowOrderPublicKey { .. } => AuthError::LowOrderPublicKey { peer_id },
+            _ => AuthError::DecipherError,
+        })?;
         let nonces = generate_nonces(prev.incoming, &prev.sent_msg, &recv_msg);
         let mut plaintext = Vec::new();
         prev.local.metadata.encode(&mut plaintext);
@@ -368,12 +339,9 @@ impl<M: Metadata> PeerAnnounced<M> {
 /// fit one chunk.
 fn seal_one_chunk(sealer: &mut Sealer, plaintext: &[u8]) -> Result<Vec<u8>, AuthError> {
     if plaintext.len() > MAX_CONTENT_LENGTH {
-        return Err(EncodeError::SizeLimit {
-            what: "handshake chunk",
-            size: plaintext.len(),
-            max: MAX_CONTENT_LENGTH,
-        }
-        .into());
+        return Err(
+            EncodeError::SizeLimit { what: "handshake chunk", size: plaintext.len(), max: MAX_CONTENT_LENGTH }.into()
+        );
     }
     let mut out = Vec::with_capacity(CHUNK_HEADER_SIZE + TAG_SIZE + plaintext.len());
     // ≤ 65533 by the check above.
@@ -388,9 +356,7 @@ fn seal_one_chunk(sealer: &mut Sealer, plaintext: &[u8]) -> Result<Vec<u8>, Auth
 
 /// Opens one whole chunk (`u16be E ‖ tag ‖ ciphertext`) in place and returns its plaintext.
 fn open_one_chunk<'a>(opener: &mut Opener, chunk: &'a mut [u8]) -> Result<&'a [u8], AuthError> {
-    let (header, body) = chunk
-        .split_first_chunk_mut::<CHUNK_HEADER_SIZE>()
-        .ok_or(AuthError::ConnectionClosed)?;
+    let (header, body) = chunk.split_first_chunk_mut::<CHUNK_HEADER_SIZE>().ok_or(AuthError::ConnectionClosed)?;
     let size = usize::from(u16::from_be_bytes(*header));
     if size < TAG_SIZE {
         return Err(AuthError::InvalidIncomingCiphertextSize { size });
@@ -398,16 +364,10 @@ fn open_one_chunk<'a>(opener: &mut Opener, chunk: &'a mut [u8]) -> Result<&'a [u
     if size != body.len() {
         return Err(AuthError::Decoding {
             what: "chunk",
-            source: DecodeError::SizeLimit {
-                what: "chunk body",
-                size: body.len(),
-                max: size,
-            },
+            source: DecodeError::SizeLimit { what: "chunk body", size: body.len(), max: size },
         });
     }
-    opener
-        .open_in_place(body)
-        .map_err(|_| AuthError::DecipherError)?;
+    opener.open_in_place(body).map_err(|_| AuthError::DecipherError)?;
     Ok(&body[TAG_SIZE..])
 }
 
@@ -433,23 +393,13 @@ impl<M: Metadata> ExpectMetadata<M> {
     /// with `DecipherError` before it can look like `Myself`).
     pub fn receive(mut self, mut chunk: Vec<u8>) -> Result<Authenticated<M>, AuthError> {
         let plaintext = open_one_chunk(&mut self.opener, &mut chunk)?;
-        let remote_metadata = M::decode(plaintext).map_err(|source| AuthError::Decoding {
-            what: "metadata",
-            source,
-        })?;
-        let id_point = self.remote_addr.map(|a| IdPoint {
-            addr: a.ip(),
-            port: if self.incoming {
-                self.msg.port
-            } else {
-                Some(a.port())
-            },
-        });
+        let remote_metadata =
+            M::decode(plaintext).map_err(|source| AuthError::Decoding { what: "metadata", source })?;
+        let id_point = self
+            .remote_addr
+            .map(|a| IdPoint { addr: a.ip(), port: if self.incoming { self.msg.port } else { Some(a.port()) } });
         if self.peer_id == self.local.identity.peer_id {
-            return Err(AuthError::Myself {
-                peer_id: self.peer_id,
-                point: id_point,
-            });
+            return Err(AuthError::Myself { peer_id: self.peer_id, point: id_point });
         }
         let info = ConnectionInfo {
             incoming: self.incoming,
@@ -488,14 +438,7 @@ impl<M: Metadata> Authenticated<M> {
     /// octez `accept`, first half: returns the next state and our Ack chunk to send.
     pub fn accept(mut self) -> Result<(ExpectAck<M>, Vec<u8>), AuthError> {
         let chunk = seal_one_chunk(&mut self.sealer, &AckMessage::Ack.encode()?)?;
-        Ok((
-            ExpectAck {
-                info: self.info,
-                sealer: self.sealer,
-                opener: self.opener,
-            },
-            chunk,
-        ))
+        Ok((ExpectAck { info: self.info, sealer: self.sealer, opener: self.opener }, chunk))
     }
 
     /// octez `nack`: our Nack chunk (a `Nack_v_0` if the peer announced p2p_version 0). Send it,
@@ -508,10 +451,7 @@ impl<M: Metadata> Authenticated<M> {
         let msg = if self.remote_p2p_version == 0 {
             AckMessage::NackV0
         } else {
-            AckMessage::Nack {
-                motive,
-                alternative_points,
-            }
+            AckMessage::Nack { motive, alternative_points }
         };
         seal_one_chunk(&mut self.sealer, &msg.encode()?)
     }
@@ -537,26 +477,14 @@ impl<M: Metadata> ExpectAck<M> {
             AuthError::DecipherError => AuthError::InvalidAuth,
             other => other,
         })?;
-        match AckMessage::decode(plaintext).map_err(|source| AuthError::Decoding {
-            what: "ack",
-            source,
-        })? {
-            AckMessage::Ack => Ok(Session {
-                info: self.info,
-                sealer: self.sealer,
-                opener: self.opener,
-            }),
-            AckMessage::Nack {
-                motive,
-                alternative_points,
-            } => Err(AuthError::RejectedByNack {
-                motive,
-                alternative_points: Some(alternative_points),
-            }),
-            AckMessage::NackV0 => Err(AuthError::RejectedByNack {
-                motive: NackMotive::NoMotive,
-                alternative_points: None,
-            }),
+        match AckMessage::decode(plaintext).map_err(|source| AuthError::Decoding { what: "ack", source })? {
+            AckMessage::Ack => Ok(Session { info: self.info, sealer: self.sealer, opener: self.opener }),
+            AckMessage::Nack { motive, alternative_points } => {
+                Err(AuthError::RejectedByNack { motive, alternative_points: Some(alternative_points) })
+            }
+            AckMessage::NackV0 => {
+                Err(AuthError::RejectedByNack { motive: NackMotive::NoMotive, alternative_points: None })
+            }
         }
     }
 }
@@ -574,8 +502,6 @@ pub struct Session<M> {
 
 impl<M> std::fmt::Debug for Session<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session")
-            .field("peer_id", &self.info.peer_id)
-            .finish_non_exhaustive()
+        f.debug_struct("Session").field("peer_id", &self.info.peer_id).finish_non_exhaustive()
     }
 }

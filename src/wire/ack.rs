@@ -102,10 +102,7 @@ impl AckMessage {
         match self {
             Self::Ack => Ok(vec![0x00]),
             Self::NackV0 => Ok(vec![0xff]),
-            Self::Nack {
-                motive,
-                alternative_points,
-            } => {
+            Self::Nack { motive, alternative_points } => {
                 if alternative_points.len() > MAX_NACK_POINTS {
                     return Err(EncodeError::TooManyElements {
                         what: "nack alternative points",
@@ -148,17 +145,9 @@ impl AckMessage {
                     }
                     alternative_points.push(decode_point(&mut lr)?);
                 }
-                Self::Nack {
-                    motive,
-                    alternative_points,
-                }
+                Self::Nack { motive, alternative_points }
             }
-            tag => {
-                return Err(DecodeError::InvalidTag {
-                    what: "ack",
-                    tag: tag.into(),
-                })
-            }
+            tag => return Err(DecodeError::InvalidTag { what: "ack", tag: tag.into() }),
         };
         r.finish("ack")?;
         Ok(msg)

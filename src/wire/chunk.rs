@@ -37,11 +37,7 @@ impl ChunkSize {
             // In range, so it fits a u16.
             Ok(Self(size as u16))
         } else {
-            Err(EncodeError::InvalidChunksSize {
-                value: size,
-                min: Self::MIN,
-                max: MAX_CHUNK_SIZE,
-            })
+            Err(EncodeError::InvalidChunksSize { value: size, min: Self::MIN, max: MAX_CHUNK_SIZE })
         }
     }
 
@@ -68,9 +64,7 @@ impl Default for ChunkSize {
 #[non_exhaustive]
 pub enum ChunkError {
     /// The length field is below the 16-byte tag (octez `Invalid_incoming_ciphertext_size`).
-    #[error(
-        "invalid incoming ciphertext size {size}: a chunk holds at least the {TAG_SIZE}-byte tag"
-    )]
+    #[error("invalid incoming ciphertext size {size}: a chunk holds at least the {TAG_SIZE}-byte tag")]
     InvalidIncomingCiphertextSize {
         /// The length field read.
         size: usize,
@@ -91,12 +85,7 @@ impl From<CryptoError> for ChunkError {
 /// piece to `out` (an empty payload gives one empty chunk). Returns the number of chunks.
 ///
 /// Each piece is copied once, into its place in `out`, and encrypted there.
-pub fn seal_chunks(
-    sealer: &mut Sealer,
-    payload: &[u8],
-    size: ChunkSize,
-    out: &mut BytesMut,
-) -> usize {
+pub fn seal_chunks(sealer: &mut Sealer, payload: &[u8], size: ChunkSize, out: &mut BytesMut) -> usize {
     let piece_len = size.plaintext_len();
     let pieces = payload.len().div_ceil(piece_len).max(1);
     out.reserve(payload.len() + pieces * EXTRA_BYTES);
@@ -166,10 +155,7 @@ mod tests {
     fn pair() -> (Sealer, ChunkDecoder) {
         let key = ChannelKey::from_bytes([5; 32]);
         let n = Nonce::from_bytes([1; 24]);
-        (
-            Sealer::new(key.clone(), n),
-            ChunkDecoder::new(Opener::new(key, n)),
-        )
+        (Sealer::new(key.clone(), n), ChunkDecoder::new(Opener::new(key, n)))
     }
 
     #[test]
@@ -177,14 +163,7 @@ mod tests {
         assert!(ChunkSize::new(18).is_err());
         assert_eq!(ChunkSize::new(19).unwrap().plaintext_len(), 1);
         assert_eq!(ChunkSize::new(65535).unwrap().plaintext_len(), 65517);
-        assert_eq!(
-            ChunkSize::new(65536),
-            Err(EncodeError::InvalidChunksSize {
-                value: 65536,
-                min: 19,
-                max: 65535
-            })
-        );
+        assert_eq!(ChunkSize::new(65536), Err(EncodeError::InvalidChunksSize { value: 65536, min: 19, max: 65535 }));
     }
 
     #[test]
@@ -193,10 +172,7 @@ mod tests {
         let (mut s, _) = pair();
         let mut wire = BytesMut::new();
         // octez test "chunked-message": 21-byte chunks carry 3 plaintext bytes each.
-        assert_eq!(
-            seal_chunks(&mut s, &payload, ChunkSize::new(21).unwrap(), &mut wire),
-            87
-        );
+        assert_eq!(seal_chunks(&mut s, &payload, ChunkSize::new(21).unwrap(), &mut wire), 87);
         for split in 0..wire.len() {
             let (_, mut d) = pair();
             let mut src = BytesMut::from(&wire[..split]);
@@ -221,10 +197,7 @@ mod tests {
         assert_eq!(wire.len(), 18);
         assert_eq!(d.decode(&mut wire).unwrap().unwrap().len(), 0);
         let mut bad = BytesMut::from(&[0x00, 0x0f][..]);
-        assert_eq!(
-            d.decode(&mut bad),
-            Err(ChunkError::InvalidIncomingCiphertextSize { size: 15 })
-        );
+        assert_eq!(d.decode(&mut bad), Err(ChunkError::InvalidIncomingCiphertextSize { size: 15 }));
     }
 
     #[test]

@@ -54,11 +54,7 @@ pub struct NetworkVersion {
 impl NetworkVersion {
     /// What current octez announces on `chain_name`: ddb 2, p2p 1 (protocol.md §10.1).
     pub fn current(chain_name: impl Into<ChainName>) -> Self {
-        Self {
-            chain_name: chain_name.into(),
-            distributed_db_version: 2,
-            p2p_version: 1,
-        }
+        Self { chain_name: chain_name.into(), distributed_db_version: 2, p2p_version: 1 }
     }
 }
 
@@ -91,11 +87,7 @@ impl ConnectionMessage {
         let name = self.version.chain_name.as_bytes();
         let body_len = FIXED_PREFIX + name.len() + 4;
         if body_len > MAX_BODY {
-            return Err(EncodeError::SizeLimit {
-                what: "connection message",
-                size: body_len,
-                max: MAX_BODY,
-            });
+            return Err(EncodeError::SizeLimit { what: "connection message", size: body_len, max: MAX_BODY });
         }
         let mut out = Vec::with_capacity(2 + body_len);
         // Lossless: checked above.
@@ -127,11 +119,7 @@ impl ConnectionMessage {
             public_key,
             proof_of_work_stamp,
             message_nonce,
-            version: NetworkVersion {
-                chain_name,
-                distributed_db_version,
-                p2p_version,
-            },
+            version: NetworkVersion { chain_name, distributed_db_version, p2p_version },
         })
     }
 

@@ -46,10 +46,7 @@ impl Metadata for ConnectionMetadata {
         let disable_mempool = r.u8("disable_mempool")? != 0;
         let private_node = r.u8("private_node")? != 0;
         r.finish("connection metadata")?;
-        Ok(Self {
-            disable_mempool,
-            private_node,
-        })
+        Ok(Self { disable_mempool, private_node })
     }
 
     fn private_node(&self) -> bool {

@@ -12,8 +12,8 @@ mod point;
 
 pub use ack::{AckMessage, NackMotive, MAX_NACK_POINTS};
 pub use chunk::{
-    check_binary_chunks_size, seal_chunks, ChunkDecoder, ChunkError, ChunkSize, CHUNK_HEADER_SIZE,
-    EXTRA_BYTES, MAX_CHUNK_SIZE, MAX_CONTENT_LENGTH, MAX_INCOMING_PLAINTEXT,
+    check_binary_chunks_size, seal_chunks, ChunkDecoder, ChunkError, ChunkSize, CHUNK_HEADER_SIZE, EXTRA_BYTES,
+    MAX_CHUNK_SIZE, MAX_CONTENT_LENGTH, MAX_INCOMING_PLAINTEXT,
 };
 pub use connection_message::{ChainName, ConnectionMessage, NetworkVersion};
 pub use metadata::{ConnectionMetadata, Metadata};
@@ -136,11 +136,7 @@ impl<'a> Reader<'a> {
     /// Takes the next `n` bytes.
     pub fn take(&mut self, field: &'static str, n: usize) -> Result<&'a [u8], DecodeError> {
         if n > self.buf.len() {
-            return Err(DecodeError::NotEnoughData {
-                field,
-                needed: n,
-                available: self.buf.len(),
-            });
+            return Err(DecodeError::NotEnoughData { field, needed: n, available: self.buf.len() });
         }
         let (head, tail) = self.buf.split_at(n);
         self.buf = tail;
@@ -155,11 +151,7 @@ impl<'a> Reader<'a> {
                 self.buf = tail;
                 Ok(*head)
             }
-            None => Err(DecodeError::NotEnoughData {
-                field,
-                needed: N,
-                available,
-            }),
+            None => Err(DecodeError::NotEnoughData { field, needed: N, available }),
         }
     }
 
@@ -188,11 +180,7 @@ impl<'a> Reader<'a> {
     pub fn sized(&mut self, field: &'static str, max: usize) -> Result<&'a [u8], DecodeError> {
         let len = self.u32(field)? as usize;
         if len > max {
-            return Err(DecodeError::SizeLimit {
-                what: field,
-                size: len,
-                max,
-            });
+            return Err(DecodeError::SizeLimit { what: field, size: len, max });
         }
         self.take(field, len)
     }
@@ -202,10 +190,7 @@ impl<'a> Reader<'a> {
         if self.buf.is_empty() {
             Ok(())
         } else {
-            Err(DecodeError::ExtraBytes {
-                what,
-                count: self.buf.len(),
-            })
+            Err(DecodeError::ExtraBytes { what, count: self.buf.len() })
         }
     }
 }

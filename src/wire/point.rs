@@ -24,11 +24,7 @@ pub fn point_text(point: &SocketAddr) -> String {
 pub fn encode_point(point: &SocketAddr, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let text = point_text(point);
     if text.len() > MAX_POINT_TEXT {
-        return Err(EncodeError::SizeLimit {
-            what: "point",
-            size: text.len() + 4,
-            max: MAX_POINT_ENCODED_SIZE,
-        });
+        return Err(EncodeError::SizeLimit { what: "point", size: text.len() + 4, max: MAX_POINT_ENCODED_SIZE });
     }
     out.extend_from_slice(&(text.len() as u32).to_be_bytes());
     out.extend_from_slice(text.as_bytes());
@@ -38,15 +34,10 @@ pub fn encode_point(point: &SocketAddr, out: &mut Vec<u8>) -> Result<(), EncodeE
 /// Reads one point; a `#peer_id` suffix is ignored, a missing port or bad address is an error.
 pub fn decode_point(r: &mut Reader<'_>) -> Result<SocketAddr, DecodeError> {
     let raw = r.sized("point", MAX_POINT_TEXT)?;
-    let text = std::str::from_utf8(raw).map_err(|_| DecodeError::Invalid {
-        what: "point",
-        reason: "not UTF-8".into(),
-    })?;
+    let text =
+        std::str::from_utf8(raw).map_err(|_| DecodeError::Invalid { what: "point", reason: "not UTF-8".into() })?;
     let addr = text.split_once('#').map_or(text, |(a, _)| a);
-    addr.parse().map_err(|_| DecodeError::Invalid {
-        what: "point",
-        reason: format!("{text:?} is not addr:port"),
-    })
+    addr.parse().map_err(|_| DecodeError::Invalid { what: "point", reason: format!("{text:?} is not addr:port") })
 }
 
 #[cfg(test)]
@@ -59,10 +50,7 @@ mod tests {
             ("127.0.0.1:9732", "127.0.0.1:9732"),
             ("[::1]:1", "[::1]:1"),
             ("[::ffff:10.0.0.1]:80", "10.0.0.1:80"),
-            (
-                "[FE80::E828:209D:20E:C0AE]:375",
-                "[fe80::e828:209d:20e:c0ae]:375",
-            ),
+            ("[FE80::E828:209D:20E:C0AE]:375", "[fe80::e828:209d:20e:c0ae]:375"),
         ];
         for (input, text) in cases {
             let p: SocketAddr = input.parse().unwrap();
@@ -79,10 +67,7 @@ mod tests {
         let text = b"1.2.3.4:5#idsD15KLaWb3yQ6jHUeTFtcc4JRrgt";
         let mut buf = (text.len() as u32).to_be_bytes().to_vec();
         buf.extend_from_slice(text);
-        assert_eq!(
-            decode_point(&mut Reader::new(&buf)).unwrap(),
-            "1.2.3.4:5".parse().unwrap()
-        );
+        assert_eq!(decode_point(&mut Reader::new(&buf)).unwrap(), "1.2.3.4:5".parse().unwrap());
         for bad in [&b"1.2.3.4"[..], b"host:1", b"\xff\xfe:1", b""] {
             let mut buf = (bad.len() as u32).to_be_bytes().to_vec();
             buf.extend_from_slice(bad);

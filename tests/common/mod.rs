@@ -23,12 +23,8 @@ pub fn octez_peer() -> Command {
 pub fn python() -> PathBuf {
     static PY: OnceLock<PathBuf> = OnceLock::new();
     PY.get_or_init(|| {
-        let has_nacl = |py: &Path| {
-            Command::new(py)
-                .args(["-c", "import nacl.bindings"])
-                .status()
-                .is_ok_and(|s| s.success())
-        };
+        let has_nacl =
+            |py: &Path| Command::new(py).args(["-c", "import nacl.bindings"]).status().is_ok_and(|s| s.success());
         let system = PathBuf::from("python3");
         if has_nacl(&system) {
             return system;
@@ -36,20 +32,9 @@ pub fn python() -> PathBuf {
         let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/interop-venv");
         let py = venv.join("bin/python3");
         if !has_nacl(&py) {
-            let ok = Command::new("python3")
-                .arg("-m")
-                .arg("venv")
-                .arg(&venv)
-                .status()
-                .is_ok_and(|s| s.success())
-                && Command::new(&py)
-                    .args(["-m", "pip", "install", "-q", "pynacl"])
-                    .status()
-                    .is_ok_and(|s| s.success());
-            assert!(
-                ok && has_nacl(&py),
-                "cannot get PyNaCl for the interop tests: run `pip install pynacl`"
-            );
+            let ok = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().is_ok_and(|s| s.success())
+                && Command::new(&py).args(["-m", "pip", "install", "-q", "pynacl"]).status().is_ok_and(|s| s.success());
+            assert!(ok && has_nacl(&py), "cannot get PyNaCl for the interop tests: run `pip install pynacl`");
         }
         py
     })
