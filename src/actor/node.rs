@@ -276,9 +276,18 @@ impl<E: Encoding, M: Metadata> Node<E, M> {
         self.inner.workers.next().spawn(async move {
             // One budget for TCP connect and handshake together (octez `connection_timeout`).
             let result = tokio::time::timeout(inner.config.connect_timeout, async {
-                let stream = TcpStream::connect(point)
-                    .await
-                    .map_err(|e| AuthError::ConnectionRefused { addr: point, reason: e.to_string() })?;
+                let refused = |e: std::io::Error| AuthError::ConnectionRefused { addr: point, reason: e.to_string() };
+                // Dial from the address we listen on, when it is a specific one, so the peer sees
+                // (and may greylist, or advertise) the address we are reachable at.
+                let socket =
+                    if point.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }
+                        .map_err(refused)?;
+                if let Some(l) =
+                    inner.listen_addr.filter(|l| !l.ip().is_unspecified() && l.is_ipv4() == point.is_ipv4())
+                {
+                    socket.bind(SocketAddr::new(l.ip(), 0)).map_err(refused)?;
+                }
+                let stream = socket.connect(point).await.map_err(refused)?;
                 establish(&inner, stream, false, None).await
             })
             .await

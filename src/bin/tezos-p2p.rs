@@ -21,8 +21,30 @@ struct Cli {
     command: Command,
 }
 
+#[path = "cli/demo.rs"]
+mod demo;
+
 #[derive(Subcommand)]
 enum Command {
+    /// Run the whole product on this machine: a hub and N peers exchanging typed messages under
+    /// a bandwidth limit, a refused weak peer, a Nack with alternatives, live metrics.
+    Demo {
+        /// Number of peers.
+        #[arg(long, default_value = "8")]
+        peers: usize,
+        /// How long the peers exchange messages, in seconds.
+        #[arg(long, default_value = "20", value_parser = parse_seconds)]
+        duration: Duration,
+        /// Where to serve Prometheus metrics (port 0 picks a free one).
+        #[arg(long, default_value = "127.0.0.1:9932")]
+        metrics_addr: SocketAddr,
+        /// The hub's global bandwidth limit in bytes/s, each way.
+        #[arg(long, default_value = "4000000")]
+        limit: u64,
+        /// Size of each message body in bytes.
+        #[arg(long, default_value = "16384")]
+        message_size: usize,
+    },
     /// Create, inspect and validate octez identity files (identity.json).
     #[command(subcommand)]
     Identity(IdentityCommand),
@@ -140,6 +162,9 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Demo { peers, duration, metrics_addr, limit, message_size } => {
+            demo::run(demo::DemoOptions { peers: peers.clamp(1, 250), duration, metrics_addr, limit, message_size })
+        }
         Command::Identity(IdentityCommand::Generate { difficulty, output, threads, force }) => {
             generate(&difficulty, &output, threads, force)
         }
