@@ -4,9 +4,6 @@
 //!
 //! `cargo run --release --example metrics_overhead -- [SECONDS_PER_ROUND] [ROUNDS]`
 
-#[path = "common/bench.rs"]
-mod bench;
-
 use std::time::Duration;
 
 use tezos_p2p::actor::Workers;
@@ -32,7 +29,7 @@ fn child(metrics: bool, secs: f64) {
             });
         }
         let workers = Workers::new(2);
-        bench::connection_rate(&workers, 64 * 1024, secs).await
+        tezos_p2p::benchkit::connection_rate(&workers, 64 * 1024, secs, Default::default()).await
     });
     println!("{rate}");
 }

@@ -75,6 +75,8 @@
 
 pub mod actor;
 pub mod bandwidth;
+#[doc(hidden)]
+pub mod benchkit;
 pub mod crypto;
 #[doc(hidden)]
 pub mod fuzzing;

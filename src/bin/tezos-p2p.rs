@@ -21,6 +21,8 @@ struct Cli {
     command: Command,
 }
 
+#[path = "cli/bench.rs"]
+mod bench;
 #[path = "cli/demo.rs"]
 mod demo;
 
@@ -44,6 +46,24 @@ enum Command {
         /// Size of each message body in bytes.
         #[arg(long, default_value = "16384")]
         message_size: usize,
+    },
+    /// Measure every headline figure beside its ceiling, in one run (about a minute).
+    Bench {
+        /// Also write the figures as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// (internal) Run one metrics on/off measurement and print the rate.
+        #[arg(long, hide = true)]
+        metrics_child: Option<String>,
+        /// (internal) Seconds for `--metrics-child`.
+        #[arg(long, hide = true, default_value = "3")]
+        seconds: f64,
+        /// (internal) Dial idle connections to this address and hold them.
+        #[arg(long, hide = true)]
+        idle_child: Option<SocketAddr>,
+        /// (internal) How many for `--idle-child`.
+        #[arg(long, hide = true, default_value = "10000")]
+        count: usize,
     },
     /// Create, inspect and validate octez identity files (identity.json).
     #[command(subcommand)]
@@ -162,6 +182,11 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Bench { json, metrics_child, seconds, idle_child, count } => match (metrics_child, idle_child) {
+            (Some(mode), _) => bench::metrics_child(mode == "on", seconds),
+            (None, Some(addr)) => bench::idle_child(addr, count),
+            (None, None) => bench::run(json),
+        },
         Command::Demo { peers, duration, metrics_addr, limit, message_size } => {
             demo::run(demo::DemoOptions { peers: peers.clamp(1, 250), duration, metrics_addr, limit, message_size })
         }

@@ -1,0 +1,299 @@
+//! `tezos-p2p bench`: every headline figure beside its ceiling or target, measured in one run on
+//! this machine; `--json PATH` writes them too.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde_json::json;
+use tezos_p2p::actor::{ConnectionConfig, Workers};
+use tezos_p2p::bandwidth::jain_index;
+use tezos_p2p::benchkit;
+use tezos_p2p::telemetry::Telemetry;
+use tezos_p2p::wire::MAX_CONTENT_LENGTH;
+
+/// The crypto backend this build uses.
+pub const BACKEND: &str = "crypto_box building blocks (RustCrypto: curve25519-dalek, salsa20, crypto_secretbox)";
+
+struct Figure {
+    name: &'static str,
+    value: f64,
+    unit: &'static str,
+    ceiling: Option<(f64, &'static str)>,
+    /// Whether value / ceiling is a meaningful ratio (same unit).
+    comparable: bool,
+    target: &'static str,
+    met: bool,
+}
+
+fn say(msg: &str) {
+    eprintln!("bench: {msg}");
+}
+
+/// Child mode for the metrics on/off comparison (a recorder is process-wide).
+pub fn metrics_child(on: bool, secs: f64) -> ExitCode {
+    let rate = actix::System::new().block_on(async move {
+        let telemetry = if on {
+            Telemetry::serve("127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()), false).await.ok()
+        } else {
+            None
+        };
+        if let Some(t) = &telemetry {
+            let addr = t.addr();
+            // Exported as a scraper would take it, every second.
+            std::thread::spawn(move || loop {
+                std::thread::sleep(Duration::from_secs(1));
+                if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+                    use std::io::{Read as _, Write as _};
+                    let _ = s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
+                    let _ = s.read_to_end(&mut Vec::new());
+                }
+            });
+        }
+        let workers = Workers::new(2);
+        benchkit::connection_rate(&workers, 64 * 1024, secs, ConnectionConfig::default()).await
+    });
+    println!("{rate}");
+    ExitCode::SUCCESS
+}
+
+/// Child mode for the idle-memory figure: dials `n` connections to `addr`, says `ready`, and
+/// holds them until its standard input closes.
+pub fn idle_child(addr: std::net::SocketAddr, n: usize) -> ExitCode {
+    benchkit::raise_nofile(n as u64 + 1024);
+    actix::System::new().block_on(async move {
+        let conns = benchkit::idle_memory_client(addr, n).await;
+        println!("ready {}", conns.len());
+        let _ =
+            tokio::task::spawn_blocking(|| std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new())).await;
+        drop(conns);
+    });
+    ExitCode::SUCCESS
+}
+
+async fn idle_memory(n: usize) -> Result<f64, String> {
+    benchkit::raise_nofile(n as u64 + 1024);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut child = tokio::process::Command::new(exe)
+        .args(["bench", "--idle-child", &addr.to_string(), "--count", &n.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let result = benchkit::idle_memory_server(listener, n).await;
+    drop(child.stdin.take());
+    let _ = child.wait().await;
+    result.map(|(per, conns)| {
+        drop(conns);
+        per
+    })
+}
+
+fn child_rate(on: bool, secs: f64) -> Option<f64> {
+    let exe = std::env::current_exe().ok()?;
+    let out = std::process::Command::new(exe)
+        .args(["bench", "--metrics-child", if on { "on" } else { "off" }, "--seconds", &secs.to_string()])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// Runs every measurement; prints a table and optionally writes JSON.
+pub fn run(json_path: Option<PathBuf>) -> ExitCode {
+    let mut figures = Vec::new();
+    let secs = 4.0;
+
+    say("raw seal+open of 65517-byte chunks (1 core)");
+    let raw64 = benchkit::raw_seal_open(MAX_CONTENT_LENGTH, 3.0);
+    say("raw seal+open of 1 KiB payloads (1 core)");
+    let raw1k = benchkit::raw_seal_open(1024 + 4, 2.0);
+    say("channel key precomputations (1 core)");
+    let precompute = benchkit::precompute_rate(2.0);
+    say("protocol CPU: bad-PoW refusal vs full handshake");
+    let (per_refusal, per_handshake) = benchkit::pow_rejection_vs_handshake_cpu(3.0);
+
+    let system = actix::System::new();
+    let (big, small, (hs_rate, p50, p99), idle, fair) = system.block_on(async move {
+        // Every phase is bounded, so a stuck measurement reports a failure instead of hanging.
+        let bound = Duration::from_secs(120);
+        let workers = Workers::new(2);
+        say("one connection, 64 KiB messages");
+        let big = tokio::time::timeout(
+            bound,
+            benchkit::connection_rate(&workers, 64 * 1024, secs, ConnectionConfig::default()),
+        )
+        .await
+        .unwrap_or(0.0);
+        say("one connection, 1 KiB messages");
+        let small =
+            tokio::time::timeout(bound, benchkit::connection_rate(&workers, 1024, secs, ConnectionConfig::default()))
+                .await
+                .unwrap_or(0.0);
+        say("8 greedy senders under a 20 MB/s download limit");
+        let fair = tokio::time::timeout(bound, benchkit::limited_senders(&workers, 8, 20_000_000, 8.0))
+            .await
+            .unwrap_or_default();
+        say("handshakes, 64 in flight");
+        let hs = tokio::time::timeout(bound, benchkit::handshake_rate(&workers, 64, secs)).await.unwrap_or((
+            0.0,
+            Duration::ZERO,
+            Duration::ZERO,
+        ));
+        say("10,000 idle authenticated connections (dialers in a child process)");
+        let idle = tokio::time::timeout(bound, idle_memory(10_000)).await.unwrap_or_else(|_| Err("timed out".into()));
+        (big, small, hs, idle, fair)
+    });
+    drop(system);
+    say("metrics recorded and exported vs no recorder (child processes, alternating)");
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    // Three alternating rounds each way, medians compared: the machine is shared and noisy.
+    for _ in 0..3 {
+        off.extend(child_rate(false, 3.0));
+        on.extend(child_rate(true, 3.0));
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    let (on, off) = (median(&mut on), median(&mut off));
+
+    figures.push(Figure {
+        name: "single-connection throughput, 64 KiB messages",
+        value: big / 1e6,
+        unit: "MB/s",
+        ceiling: Some((raw64 / 1e6, "raw seal+open rate of 65517-byte chunks, 1 core")),
+        comparable: true,
+        target: ">= 0.8x the ceiling",
+        met: big >= 0.8 * raw64,
+    });
+    figures.push(Figure {
+        name: "single-connection throughput, 1 KiB messages",
+        value: small / 1e6,
+        unit: "MB/s",
+        ceiling: Some((raw1k / 1e6, "raw seal+open rate of 1 KiB messages, 1 core")),
+        comparable: true,
+        target: ">= 200 MB/s",
+        met: small >= 200e6,
+    });
+    figures.push(Figure {
+        name: "completed handshakes per second, 64 in flight, both ends in one process",
+        value: hs_rate,
+        unit: "handshakes/s",
+        ceiling: Some((precompute, "channel keys per second on 1 core (each handshake needs 2, 2 cores)")),
+        comparable: true,
+        target: ">= 7000/s",
+        met: hs_rate >= 7000.0,
+    });
+    figures.push(Figure {
+        name: "handshake latency p50",
+        value: p50.as_secs_f64() * 1e3,
+        unit: "ms",
+        ceiling: None,
+        comparable: false,
+        target: "reported",
+        met: true,
+    });
+    figures.push(Figure {
+        name: "handshake latency p99",
+        value: p99.as_secs_f64() * 1e3,
+        unit: "ms",
+        ceiling: None,
+        comparable: false,
+        target: "reported",
+        met: true,
+    });
+    figures.push(Figure {
+        name: "CPU per refused bad-PoW attempt / CPU per full handshake (protocol work, sockets excluded)",
+        value: per_refusal / per_handshake,
+        unit: "ratio",
+        ceiling: Some((per_handshake * 1e6, "µs of CPU per full handshake, both roles")),
+        comparable: false,
+        target: "<= 0.02",
+        met: per_refusal / per_handshake <= 0.02,
+    });
+    match idle {
+        Ok(per) => figures.push(Figure {
+            name: "resident memory per idle authenticated connection (accepting side), 10,000 connections open",
+            value: per / 1024.0,
+            unit: "KiB",
+            ceiling: None,
+            comparable: false,
+            target: "<= 16 KiB",
+            met: per <= 16.0 * 1024.0,
+        }),
+        Err(e) => say(&format!("idle-connection measurement failed: {e}")),
+    }
+    let total: u64 = fair.iter().sum();
+    let rate = total as f64 / 8.0;
+    let err = (rate / 20e6 - 1.0).abs();
+    figures.push(Figure {
+        name: "bandwidth-limit error, 8 greedy senders, 20 MB/s",
+        value: err * 100.0,
+        unit: "%",
+        ceiling: Some((20.0, "configured limit, MB/s")),
+        comparable: false,
+        target: "<= 5%",
+        met: err <= 0.05,
+    });
+    let jain = jain_index(&fair.iter().map(|&x| x as f64).collect::<Vec<_>>());
+    figures.push(Figure {
+        name: "Jain fairness, 8 equal senders",
+        value: jain,
+        unit: "index",
+        ceiling: Some((1.0, "perfect fairness")),
+        comparable: false,
+        target: ">= 0.95",
+        met: jain >= 0.95,
+    });
+    figures.push(Figure {
+        name: "throughput with metrics recorded and exported / without a recorder",
+        value: if off > 0.0 { on / off } else { 0.0 },
+        unit: "ratio",
+        ceiling: Some((off / 1e6, "MB/s without a recorder")),
+        comparable: false,
+        target: ">= 0.97",
+        met: off > 0.0 && on / off >= 0.97,
+    });
+
+    println!("backend: {BACKEND}");
+    for f in &figures {
+        let ceiling = f
+            .ceiling
+            .map(|(c, d)| {
+                let ratio = if f.comparable { format!(", ratio {:.3}", f.value / c) } else { String::new() };
+                format!("; ceiling {c:.2} ({d}){ratio}")
+            })
+            .unwrap_or_default();
+        println!(
+            "{:<100} {:>12.3} {:<13} target {:<18} {}{ceiling}",
+            f.name,
+            f.value,
+            f.unit,
+            f.target,
+            if f.met { "met" } else { "MISSED" }
+        );
+    }
+    if let Some(path) = json_path {
+        let doc = json!({
+            "backend": BACKEND,
+            "figures": figures.iter().map(|f| json!({
+                "name": f.name,
+                "value": f.value,
+                "unit": f.unit,
+                "ceiling": f.ceiling.map(|(c, _)| c),
+                "ceiling_description": f.ceiling.map(|(_, d)| d),
+                "ratio_to_ceiling": f.ceiling.filter(|_| f.comparable).map(|(c, _)| f.value / c),
+                "target": f.target,
+                "met": f.met,
+            })).collect::<Vec<_>>(),
+        });
+        if let Err(e) = std::fs::write(&path, format!("{doc:#}\n")) {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
