@@ -273,3 +273,32 @@ fn with_max_connections_1_a_second_peer_gets_too_many_connections_with_the_first
     let _ = child.wait();
     let _ = first.wait();
 }
+
+#[test]
+fn a_nack_listing_101_points_is_a_decoding_error_not_a_crash() {
+    let mut theirs = octez_peer();
+    theirs.args([
+        "listen",
+        "--addr",
+        "127.0.0.1:0",
+        "--count",
+        "1",
+        "--nack",
+        "1",
+        "--nack-points-count",
+        "101",
+        "--force-oversize-nack",
+    ]);
+    let (child, port, out) = start_listener(theirs);
+    let r = run({
+        let mut c = bin();
+        c.args(["connect", &format!("127.0.0.1:{port}"), "--expected-pow", "0"]);
+        c
+    });
+    assert_eq!(r.status.code(), Some(1));
+    let ev = find(&events(&r.stdout), "error").clone();
+    assert_eq!(ev["error"], "DecodingError", "{ev}");
+    assert!(ev["message"].as_str().unwrap().contains("more than 100"), "{ev}");
+    assert!(!String::from_utf8_lossy(&r.stderr).contains("panicked"));
+    let _ = rest_events(child, out);
+}

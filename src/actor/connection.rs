@@ -28,6 +28,15 @@ const STAT_PERIOD: Duration = Duration::from_secs(1);
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Connection actors alive in this process (started and not yet stopped).
+static LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How many connection actors are alive in this process: a leak detector for tests and
+/// diagnostics (each one also owns a reader and a writer actor and one socket).
+pub fn live_connections() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
 /// A unit of work for the writer.
 pub(super) enum WriteCmd {
     /// An encoded message; its budget permit is released once it is written.
@@ -283,6 +292,7 @@ impl<E: Encoding, M: Metadata> Connection<E, M> {
             write_rx,
             subs_rx,
         };
+        LIVE.fetch_add(1, Ordering::Relaxed);
         let actor = ConnectionActor {
             shared: shared.clone(),
             io: Some(io),
@@ -525,6 +535,7 @@ impl<E: Encoding, M: Metadata> Actor for ConnectionActor<E, M> {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        LIVE.fetch_sub(1, Ordering::Relaxed);
         self.shared.shutdown(CloseReason::LocalClose);
         if let Some(s) = &self.shared.config.scheduler {
             s.unregister(self.shared.id);

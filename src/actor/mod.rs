@@ -30,8 +30,8 @@ mod socket;
 mod workers;
 
 pub use connection::{
-    Close, Closed, Connection, ConnectionActor, Inbound, Info, LocalMetadata, PrivateNode, Read, ReadNow,
-    RemoteMetadata, Stat, Subscribe, SubscribeClosed, Write, WriteNow, WriteSync,
+    live_connections, Close, Closed, Connection, ConnectionActor, Inbound, Info, LocalMetadata, PrivateNode, Read,
+    ReadNow, RemoteMetadata, Stat, Subscribe, SubscribeClosed, Write, WriteNow, WriteSync,
 };
 pub use node::{Node, NodeBuilder, NodeConfig, NodeError, PeerInfo, DEFAULT_CONNECT_TIMEOUT};
 pub use registry::{is_refusal, NodeEvent, Registry, RegistryActor, SubscribeEvents};
