@@ -16,7 +16,7 @@ use tezos_p2p::identity::Identity;
 use tezos_p2p::message::{Encoding, RawMessage};
 use tezos_p2p::pow::{PowTarget, Stamp};
 use tezos_p2p::wire::{seal_chunks, ChunkSize, ConnectionMessage, ConnectionMetadata, NetworkVersion};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 
@@ -120,7 +120,7 @@ async fn nothing_left_behind(node: TestNode, fds_before: usize, live_before: usi
     );
 }
 
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Runs one hostile case against a fresh node.
 macro_rules! hostile {
@@ -128,7 +128,7 @@ macro_rules! hostile {
         #[actix::test]
         async fn $name() {
             // One case at a time: the leak counters are process-wide.
-            let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+            let _serial = SERIAL.lock().await;
             let (fds, live) = (open_fds(), live_connections());
             let ($node, mut $events) = node().await;
             let $addr = $node.listen_addr().unwrap();
