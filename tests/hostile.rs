@@ -281,7 +281,7 @@ hostile!(a_peer_that_never_reads_backs_up_into_bounded_queues, |node, events, ad
             Err(e) => panic!("{e}"),
         }
         assert!(conn.write_queue_bytes() <= QUEUE);
-        if queued % 32 == 0 {
+        if queued.is_multiple_of(32) {
             tokio::task::yield_now().await;
         }
         assert!(queued < 1_000_000, "the queue never filled");
