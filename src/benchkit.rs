@@ -287,13 +287,13 @@ pub async fn idle_memory_client(
     addr: SocketAddr,
     n: usize,
 ) -> Vec<crate::actor::Connection<RawMessage, ConnectionMetadata>> {
-    let client_local = local();
     let mut conns = Vec::with_capacity(n);
     while conns.len() < n {
         let batch = (n - conns.len()).min(32);
         let mut set = Vec::with_capacity(batch);
         for _ in 0..batch {
-            set.push(actor::connect(addr, client_local.clone(), Duration::from_secs(30)));
+            // One identity per connection: a node refuses a second connection of a peer id.
+            set.push(actor::connect(addr, local(), Duration::from_secs(30)));
         }
         for f in set {
             if let Ok(auth) = f.await {
