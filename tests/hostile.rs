@@ -61,9 +61,13 @@ async fn dial(last: u8, to: SocketAddr) -> TcpStream {
 
 /// A node with small queues and a short handshake timeout, and its event stream.
 async fn node() -> (TestNode, mpsc::Receiver<NodeEvent>) {
+    node_with_pow(0.0).await
+}
+
+async fn node_with_pow(pow: f64) -> (TestNode, mpsc::Receiver<NodeEvent>) {
     let mut config = NodeConfig::new(Identity::ephemeral(), ConnectionMetadata::default());
     config.listen_addr = Some("127.0.0.1:0".parse().unwrap());
-    config.expected_pow = PowTarget::new(0.0).unwrap();
+    config.expected_pow = PowTarget::new(pow).unwrap();
     config.handshake_timeout = Duration::from_millis(500);
     config.workers = 1;
     config.connection =
@@ -314,3 +318,39 @@ hostile!(a_peer_flooding_at_line_rate_into_a_slow_consumer_is_held_by_the_read_q
     assert!(!flood.is_finished(), "128 MiB went through a 256 KiB queue without backpressure");
     flood.abort();
 });
+
+#[actix::test]
+async fn insufficient_proof_of_work_is_refused_before_key_derivation() {
+    let _serial = SERIAL.lock().await;
+    let (fds, live) = (open_fds(), live_connections());
+    let (node, mut events) = node_with_pow(16.0).await;
+    let addr = node.listen_addr().unwrap();
+    let weak = loop {
+        let id = Identity::ephemeral();
+        if id.pow_level() < 16 {
+            break id;
+        }
+    };
+    let s = dial(14, addr).await;
+    let r = hs::authenticate(s, local(weak), false, Some(addr), |_| Ok(())).await;
+    assert!(r.is_err());
+    event(&mut events, rejected("NotEnoughProofOfWork")).await;
+    // An honest peer with enough proof of work still gets in.
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let opts = tezos_p2p::pow::GenerateOptions {
+        threads: 1,
+        cancel: &cancel,
+        progress: &|_| {},
+        progress_interval: Duration::from_millis(20),
+    };
+    let strong = Identity::generate(&PowTarget::new(16.0).unwrap(), &opts).unwrap();
+    let stream = dial(201, addr).await;
+    let conn: Conn = actor::authenticate(stream, local(strong), false, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .accept(ConnectionConfig::default())
+        .await
+        .unwrap();
+    conn.close(true).await;
+    nothing_left_behind(node, fds + 4, live).await;
+}
