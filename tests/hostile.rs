@@ -3,12 +3,15 @@
 //! bounds, and nothing is left behind (connection actors and file descriptors are counted).
 //! Each hostile peer dials from its own 127.0.0.x address, since most cases greylist it.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
+mod common;
+
+use common::Forward;
 use tezos_p2p::actor::{self, live_connections, Connection, ConnectionConfig, Node, NodeConfig, NodeEvent};
 use tezos_p2p::crypto::{Nonce, PublicKey};
 use tezos_p2p::handshake::{self as hs, LocalConfig};
@@ -17,7 +20,7 @@ use tezos_p2p::message::{Encoding, RawMessage};
 use tezos_p2p::pow::{PowTarget, Stamp};
 use tezos_p2p::wire::{seal_chunks, ChunkSize, ConnectionMessage, ConnectionMetadata, NetworkVersion};
 use tokio::io::AsyncWriteExt as _;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 type Conn = Connection<RawMessage, ConnectionMetadata>;
@@ -35,28 +38,12 @@ fn local(id: Identity) -> Arc<LocalConfig<ConnectionMetadata>> {
     })
 }
 
-struct Forward(mpsc::Sender<NodeEvent>);
-
-impl Actor for Forward {
-    type Context = Context<Self>;
-}
-
-impl Handler<NodeEvent> for Forward {
-    type Result = ();
-
-    fn handle(&mut self, ev: NodeEvent, _: &mut Self::Context) {
-        let _ = self.0.try_send(ev);
-    }
-}
-
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
 }
 
 async fn dial(last: u8, to: SocketAddr) -> TcpStream {
-    let s = TcpSocket::new_v4().unwrap();
-    s.bind(SocketAddr::new(IpAddr::from([127, 0, 3, last]), 0)).unwrap();
-    s.connect(to).await.unwrap()
+    common::dial([127, 0, 3, last], to).await
 }
 
 /// A node with small queues and a short handshake timeout, and its event stream.

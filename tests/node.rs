@@ -1,12 +1,15 @@
 //! `Node`: registry, ACL and limits over real loopback sockets. Each peer that may be greylisted
 //! gets its own source address (all of 127.0.0.0/8 is loopback).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::Bytes;
+mod common;
+
+use common::{dial, Forward};
 use tezos_p2p::actor::{self, Connection, ConnectionConfig, Inbound, Node, NodeConfig, NodeEvent};
 use tezos_p2p::handshake::{self as hs, AuthError, LocalConfig};
 use tezos_p2p::identity::Identity;
@@ -14,7 +17,6 @@ use tezos_p2p::message::{Encoding, RawMessage};
 use tezos_p2p::pow::PowTarget;
 use tezos_p2p::wire::{seal_chunks, ChunkSize, ConnectionMetadata, NackMotive, NetworkVersion};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 
 type Conn = Connection<RawMessage, ConnectionMetadata>;
@@ -32,20 +34,6 @@ fn local(id: &Identity, port: Option<u16>) -> Arc<LocalConfig<ConnectionMetadata
     })
 }
 
-struct Forward(mpsc::Sender<NodeEvent>);
-
-impl Actor for Forward {
-    type Context = Context<Self>;
-}
-
-impl Handler<NodeEvent> for Forward {
-    type Result = ();
-
-    fn handle(&mut self, ev: NodeEvent, _: &mut Self::Context) {
-        let _ = self.0.try_send(ev);
-    }
-}
-
 async fn node_with(f: impl FnOnce(&mut NodeConfig<ConnectionMetadata>)) -> (TestNode, mpsc::Receiver<NodeEvent>) {
     let mut config = NodeConfig::new(Identity::ephemeral(), ConnectionMetadata::default());
     config.listen_addr = Some("127.0.0.1:0".parse().unwrap());
@@ -56,13 +44,6 @@ async fn node_with(f: impl FnOnce(&mut NodeConfig<ConnectionMetadata>)) -> (Test
     let (tx, rx) = mpsc::channel(10_000);
     node.subscribe_events(Forward(tx).start().recipient());
     (node, rx)
-}
-
-/// A TCP connection to `to` from the loopback address `from`.
-async fn dial(from: [u8; 4], to: SocketAddr) -> TcpStream {
-    let s = TcpSocket::new_v4().unwrap();
-    s.bind(SocketAddr::new(IpAddr::from(from), 0)).unwrap();
-    s.connect(to).await.unwrap()
 }
 
 /// A well-behaved client from `from`, as an accepted connection.

@@ -7,13 +7,16 @@
 //! plain `cargo test`; `.ci/run` installs the package and runs it with `--ignored`.
 
 use std::io::{Read as _, Write as _};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::Value;
+mod common;
+
+use common::dial;
 use tezos_p2p::actor::{self, Connection, ConnectionConfig, Limits, Node, NodeConfig};
 use tezos_p2p::handshake::{self as hs, LocalConfig};
 use tezos_p2p::identity::Identity;
@@ -22,7 +25,6 @@ use tezos_p2p::pow::{GenerateOptions, PowTarget};
 use tezos_p2p::telemetry::Telemetry;
 use tezos_p2p::wire::{seal_chunks, ChunkSize, ConnectionMetadata, NetworkVersion};
 use tokio::io::AsyncWriteExt as _;
-use tokio::net::TcpSocket;
 
 type Conn = Connection<RawMessage, ConnectionMetadata>;
 
@@ -56,12 +58,6 @@ fn local(id: Identity, chain: &str) -> Arc<LocalConfig<ConnectionMetadata>> {
         metadata: ConnectionMetadata::default(),
         expected_pow: PowTarget::new(0.0).unwrap(),
     })
-}
-
-async fn dial(from: [u8; 4], to: SocketAddr) -> tokio::net::TcpStream {
-    let s = TcpSocket::new_v4().unwrap();
-    s.bind(SocketAddr::new(IpAddr::from(from), 0)).unwrap();
-    s.connect(to).await.unwrap()
 }
 
 async fn client(from: [u8; 4], to: SocketAddr, id: Identity, chain: &str, config: ConnectionConfig) -> Option<Conn> {

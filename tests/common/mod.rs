@@ -47,3 +47,26 @@ pub fn write_temp(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
     std::fs::write(&p, text).expect("write temp file");
     p
 }
+
+/// Forwards a node's events to a channel the test reads (bounded; a full channel drops).
+pub struct Forward(pub tokio::sync::mpsc::Sender<tezos_p2p::actor::NodeEvent>);
+
+impl actix::Actor for Forward {
+    type Context = actix::Context<Self>;
+}
+
+impl actix::Handler<tezos_p2p::actor::NodeEvent> for Forward {
+    type Result = ();
+
+    fn handle(&mut self, ev: tezos_p2p::actor::NodeEvent, _: &mut Self::Context) {
+        let _ = self.0.try_send(ev);
+    }
+}
+
+/// A TCP connection to `to` from the loopback address `from` (each peer that may be greylisted
+/// gets its own address: all of 127.0.0.0/8 is loopback).
+pub async fn dial(from: [u8; 4], to: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let s = tokio::net::TcpSocket::new_v4().expect("socket");
+    s.bind(std::net::SocketAddr::new(std::net::IpAddr::from(from), 0)).expect("bind");
+    s.connect(to).await.expect("connect")
+}
