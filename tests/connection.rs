@@ -287,6 +287,20 @@ impl Handler<Closed> for Watcher {
 async fn misbehaving_peer(
     bytes: impl FnOnce(&mut tezos_p2p::crypto::Sealer) -> Vec<u8>,
 ) -> (Conn, tokio::sync::mpsc::Receiver<Closed>) {
+    let (conn, mut stream, mut sealer) = raw_peer().await;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    conn.subscribe_closed(Watcher(tx).start().recipient());
+    stream.write_all(&bytes(&mut sealer)).await.unwrap();
+    // Keep the raw peer's socket open until our side reacts.
+    tokio::task::spawn_local(async move {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(stream);
+    });
+    (conn, rx)
+}
+
+/// Our accepted connection, and the raw peer's socket and sealer (the peer ran the pure core).
+async fn raw_peer() -> (Conn, TcpStream, tezos_p2p::crypto::Sealer) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let ours = async move {
@@ -304,16 +318,8 @@ async fn misbehaving_peer(
             hs::authenticate(s, local(&Identity::ephemeral(), 0.0, 1), false, Some(addr), |_| Ok(())).await.unwrap();
         auth.accept().await.unwrap()
     };
-    let (conn, (mut stream, mut session, _)) = tokio::join!(ours, theirs);
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    conn.subscribe_closed(Watcher(tx).start().recipient());
-    stream.write_all(&bytes(&mut session.sealer)).await.unwrap();
-    // Keep the raw peer's socket open until our side reacts (unless it closes on purpose).
-    tokio::task::spawn_local(async move {
-        tokio::time::sleep(Duration::from_secs(30)).await;
-        drop(stream);
-    });
-    (conn, rx)
+    let (conn, (stream, session, _)) = tokio::join!(ours, theirs);
+    (conn, stream, session.sealer)
 }
 
 fn chunked(sealer: &mut tezos_p2p::crypto::Sealer, msg: &RawMessage) -> Vec<u8> {
@@ -376,25 +382,8 @@ async fn an_oversized_length_prefix_is_a_decoding_error_before_any_allocation() 
 
 #[actix::test]
 async fn a_truncated_stream_is_connection_closed() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let ours = async move {
-        let (s, _) = listener.accept().await.unwrap();
-        actor::authenticate(s, local(&Identity::ephemeral(), 0.0, 1), true, T)
-            .await
-            .unwrap()
-            .accept::<RawMessage>(ConnectionConfig::default())
-            .await
-            .unwrap()
-    };
-    let theirs = async move {
-        let s = TcpStream::connect(addr).await.unwrap();
-        let auth =
-            hs::authenticate(s, local(&Identity::ephemeral(), 0.0, 1), false, Some(addr), |_| Ok(())).await.unwrap();
-        auth.accept().await.unwrap()
-    };
-    let (conn, (mut stream, mut session, _)) = tokio::join!(ours, theirs);
-    let bytes = chunked(&mut session.sealer, &raw(1000, 3));
+    let (conn, mut stream, mut sealer) = raw_peer().await;
+    let bytes = chunked(&mut sealer, &raw(1000, 3));
     stream.write_all(&bytes[..500]).await.unwrap();
     drop(stream);
     assert_eq!(conn.read().await, Err(ConnectionError::ConnectionClosed));
