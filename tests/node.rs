@@ -9,14 +9,14 @@ use actix::prelude::*;
 use bytes::Bytes;
 mod common;
 
-use common::{dial, Forward};
+use common::{dial, send_tampered_chunk, Forward};
 use tezos_p2p::actor::{self, Connection, ConnectionConfig, Inbound, Node, NodeConfig, NodeEvent};
-use tezos_p2p::handshake::{self as hs, AuthError, LocalConfig};
+use tezos_p2p::handshake::{AuthError, LocalConfig};
 use tezos_p2p::identity::Identity;
-use tezos_p2p::message::{Encoding, RawMessage};
+use tezos_p2p::message::RawMessage;
 use tezos_p2p::pow::PowTarget;
-use tezos_p2p::wire::{seal_chunks, ChunkSize, ConnectionMetadata, NackMotive, NetworkVersion};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tezos_p2p::wire::{ConnectionMetadata, NackMotive, NetworkVersion};
+use tokio::io::AsyncReadExt as _;
 use tokio::sync::mpsc;
 
 type Conn = Connection<RawMessage, ConnectionMetadata>;
@@ -69,20 +69,7 @@ async fn a_tampered_chunk_greylists_the_peer_which_is_refused_at_accept_until_ex
     let (node, mut events) = node_with(|c| c.acl.greylist_timeout = Duration::from_millis(300)).await;
     let addr = node.listen_addr().unwrap();
     // The misbehaving peer runs the pure handshake, then sends a chunk with a flipped bit.
-    let stream = dial([127, 0, 0, 3], addr).await;
-    let (mut stream, mut session, _) =
-        hs::authenticate(stream, local(&Identity::ephemeral(), None), false, Some(addr), |_| Ok(()))
-            .await
-            .unwrap()
-            .accept()
-            .await
-            .unwrap();
-    let mut enc = Vec::new();
-    RawMessage(Bytes::from_static(b"hello")).encode(&mut enc).unwrap();
-    let mut chunk = bytes::BytesMut::new();
-    seal_chunks(&mut session.sealer, &enc, ChunkSize::default(), &mut chunk);
-    chunk[5] ^= 1;
-    stream.write_all(&chunk).await.unwrap();
+    let _peer = send_tampered_chunk([127, 0, 0, 3], addr, local(&Identity::ephemeral(), None)).await;
     let ev = next_matching(&mut events, |e| matches!(e, NodeEvent::Disconnected { .. })).await;
     assert!(matches!(ev, NodeEvent::Disconnected { reason: "DecipherError", .. }), "{ev:?}");
 

@@ -18,13 +18,12 @@ mod common;
 
 use common::dial;
 use tezos_p2p::actor::{self, Connection, ConnectionConfig, Limits, Node, NodeConfig};
-use tezos_p2p::handshake::{self as hs, LocalConfig};
+use tezos_p2p::handshake::LocalConfig;
 use tezos_p2p::identity::Identity;
-use tezos_p2p::message::{Encoding, RawMessage};
+use tezos_p2p::message::RawMessage;
 use tezos_p2p::pow::{GenerateOptions, PowTarget};
 use tezos_p2p::telemetry::Telemetry;
-use tezos_p2p::wire::{seal_chunks, ChunkSize, ConnectionMetadata, NetworkVersion};
-use tokio::io::AsyncWriteExt as _;
+use tezos_p2p::wire::{ConnectionMetadata, NetworkVersion};
 
 type Conn = Connection<RawMessage, ConnectionMetadata>;
 
@@ -176,22 +175,7 @@ async fn dashboards_evaluate_against_a_real_prometheus_scraping_a_node_under_tra
     assert!(client([127, 0, 0, 21], addr, weak_identity(), "TEZOS_MAINNET", ConnectionConfig::default())
         .await
         .is_none());
-    {
-        let stream = dial([127, 0, 0, 22], addr).await;
-        let (mut stream, mut session, _) =
-            hs::authenticate(stream, local(identity_at(POW), "TEZOS_MAINNET"), false, Some(addr), |_| Ok(()))
-                .await
-                .unwrap()
-                .accept()
-                .await
-                .unwrap();
-        let mut enc = Vec::new();
-        RawMessage(Bytes::from_static(b"x")).encode(&mut enc).unwrap();
-        let mut chunk = bytes::BytesMut::new();
-        seal_chunks(&mut session.sealer, &enc, ChunkSize::default(), &mut chunk);
-        chunk[4] ^= 1;
-        stream.write_all(&chunk).await.unwrap();
-    }
+    let _tampering = common::send_tampered_chunk([127, 0, 0, 22], addr, local(identity_at(POW), "TEZOS_MAINNET")).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let mut scraped = false;
     let msg = RawMessage(Bytes::from(vec![5u8; 20_000]));

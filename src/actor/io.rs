@@ -44,12 +44,46 @@ fn io_reason(e: &std::io::Error) -> CloseReason {
     }
 }
 
+/// The loop a child actor runs; it returns why the connection must end (`None`: cancelled).
+pub(super) trait ChildLoop: Sized + Unpin + 'static {
+    /// Runs until the socket fails, the peer misbehaves, or the connection is cancelled.
+    fn run(self) -> impl std::future::Future<Output = Option<CloseReason>> + 'static;
+}
+
+/// A child of the connection actor that owns one socket half and runs one loop in its context;
+/// when the loop ends it tells the parent why, then stops.
+pub(super) struct ChildActor<P, E: Encoding, M: Metadata> {
+    parts: Option<P>,
+    parent: Addr<ConnectionActor<E, M>>,
+}
+
 /// Reads the socket, opens chunks, decodes messages, and hands them to the subscribers or the
 /// read queue. Waiting on a full read queue (or a slow subscriber) stops the reading, so the
 /// peer's TCP window closes: that is the backpressure.
-pub(super) struct ReaderActor<E: Encoding, M: Metadata> {
-    parts: Option<ReaderParts<E, M>>,
-    parent: Addr<ConnectionActor<E, M>>,
+pub(super) type ReaderActor<E, M> = ChildActor<ReaderParts<E, M>, E, M>;
+
+/// Takes encoded messages from the write queue in order, seals them into chunks (one nonce per
+/// chunk, in queue order) and writes as many as are queued in one system call.
+pub(super) type WriterActor<E, M> = ChildActor<WriterParts<E, M>, E, M>;
+
+impl<P: ChildLoop, E: Encoding, M: Metadata> ChildActor<P, E, M> {
+    pub(super) fn new(parts: P, parent: Addr<ConnectionActor<E, M>>) -> Self {
+        Self { parts: Some(parts), parent }
+    }
+}
+
+impl<P: ChildLoop, E: Encoding, M: Metadata> Actor for ChildActor<P, E, M> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(parts) = self.parts.take() {
+            ctx.spawn(parts.run().into_actor(self).map(|reason, act, ctx| {
+                // Control plane: one message per child lifetime.
+                act.parent.do_send(ChildStopped(reason));
+                ctx.stop();
+            }));
+        }
+    }
 }
 
 pub(super) struct ReaderParts<E: Encoding, M: Metadata> {
@@ -62,29 +96,15 @@ pub(super) struct ReaderParts<E: Encoding, M: Metadata> {
     pub(super) shared: Arc<Shared<E, M>>,
 }
 
-impl<E: Encoding, M: Metadata> ReaderActor<E, M> {
-    pub(super) fn new(parts: ReaderParts<E, M>, parent: Addr<ConnectionActor<E, M>>) -> Self {
-        Self { parts: Some(parts), parent }
-    }
-}
-
-impl<E: Encoding, M: Metadata> Actor for ReaderActor<E, M> {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        if let Some(parts) = self.parts.take() {
-            ctx.spawn(parts.run().into_actor(self).map(|reason, act, ctx| {
-                // Control plane: one message per reader lifetime.
-                act.parent.do_send(ChildStopped(reason));
-                ctx.stop();
-            }));
-        }
+impl<E: Encoding, M: Metadata> ChildLoop for ReaderParts<E, M> {
+    fn run(self) -> impl std::future::Future<Output = Option<CloseReason>> + 'static {
+        self.read_loop()
     }
 }
 
 impl<E: Encoding, M: Metadata> ReaderParts<E, M> {
     /// Returns the reason the connection must end, or `None` if it was cancelled.
-    async fn run(mut self) -> Option<CloseReason> {
+    async fn read_loop(mut self) -> Option<CloseReason> {
         let cancel = self.shared.cancel.clone();
         // Metric handles taken once: recording is then an atomic add (a no-op without recorder).
         let (bytes_in, msgs_in) = if telemetry::per_peer() {
@@ -206,13 +226,6 @@ impl<E: Encoding, M: Metadata> ReaderParts<E, M> {
     }
 }
 
-/// Takes encoded messages from the write queue in order, seals them into chunks (one nonce per
-/// chunk, in queue order) and writes as many as are queued in one system call.
-pub(super) struct WriterActor<E: Encoding, M: Metadata> {
-    parts: Option<WriterParts<E, M>>,
-    parent: Addr<ConnectionActor<E, M>>,
-}
-
 pub(super) struct WriterParts<E: Encoding, M: Metadata> {
     /// Sent-bytes counter handle (see `telemetry`).
     pub(super) bytes_out: metrics::Counter,
@@ -223,28 +236,14 @@ pub(super) struct WriterParts<E: Encoding, M: Metadata> {
     pub(super) shared: Arc<Shared<E, M>>,
 }
 
-impl<E: Encoding, M: Metadata> WriterActor<E, M> {
-    pub(super) fn new(parts: WriterParts<E, M>, parent: Addr<ConnectionActor<E, M>>) -> Self {
-        Self { parts: Some(parts), parent }
-    }
-}
-
-impl<E: Encoding, M: Metadata> Actor for WriterActor<E, M> {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        if let Some(parts) = self.parts.take() {
-            ctx.spawn(parts.run().into_actor(self).map(|reason, act, ctx| {
-                // Control plane: one message per writer lifetime.
-                act.parent.do_send(ChildStopped(reason));
-                ctx.stop();
-            }));
-        }
+impl<E: Encoding, M: Metadata> ChildLoop for WriterParts<E, M> {
+    fn run(self) -> impl std::future::Future<Output = Option<CloseReason>> + 'static {
+        self.write_loop()
     }
 }
 
 impl<E: Encoding, M: Metadata> WriterParts<E, M> {
-    async fn run(mut self) -> Option<CloseReason> {
+    async fn write_loop(mut self) -> Option<CloseReason> {
         let cancel = self.shared.cancel.clone();
         let msgs_out = if telemetry::per_peer() {
             metrics::counter!(telemetry::SENT_MESSAGES, "peer" => self.shared.info.peer_id.to_string())

@@ -70,3 +70,28 @@ pub async fn dial(from: [u8; 4], to: std::net::SocketAddr) -> tokio::net::TcpStr
     s.bind(std::net::SocketAddr::new(std::net::IpAddr::from(from), 0)).expect("bind");
     s.connect(to).await.expect("connect")
 }
+
+/// A raw peer from `from` that authenticates with the pure core (announcing `local`), then sends
+/// one chunk with a flipped bit. Returns its socket, to keep it open as long as the caller wants.
+pub async fn send_tampered_chunk(
+    from: [u8; 4],
+    to: std::net::SocketAddr,
+    local: std::sync::Arc<tezos_p2p::handshake::LocalConfig<tezos_p2p::wire::ConnectionMetadata>>,
+) -> tokio::net::TcpStream {
+    use tezos_p2p::message::Encoding as _;
+    use tokio::io::AsyncWriteExt as _;
+    let stream = dial(from, to).await;
+    let (mut stream, mut session, _) = tezos_p2p::handshake::authenticate(stream, local, false, Some(to), |_| Ok(()))
+        .await
+        .expect("handshake")
+        .accept()
+        .await
+        .expect("accept");
+    let mut enc = Vec::new();
+    tezos_p2p::message::RawMessage(bytes::Bytes::from_static(b"hello")).encode(&mut enc).expect("encode");
+    let mut chunk = bytes::BytesMut::new();
+    tezos_p2p::wire::seal_chunks(&mut session.sealer, &enc, tezos_p2p::wire::ChunkSize::default(), &mut chunk);
+    chunk[5] ^= 1;
+    stream.write_all(&chunk).await.expect("write");
+    stream
+}
