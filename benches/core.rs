@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use tezos_p2p::crypto::{ChannelKey, Nonce, Opener, Sealer};
+use tezos_p2p::crypto::{ChannelKey, CryptoBackend, Nonce, Opener, Sealer, SecretKey};
 use tezos_p2p::handshake::{Handshake, LocalConfig, Status};
 use tezos_p2p::identity::Identity;
 use tezos_p2p::message::{Encoding, MessageDecoder, RawMessage};
@@ -15,18 +15,27 @@ use tezos_p2p::pow::PowTarget;
 use tezos_p2p::wire::{seal_chunks, ChunkDecoder, ChunkSize, ConnectionMetadata, NetworkVersion, MAX_CONTENT_LENGTH};
 
 fn chunk(c: &mut Criterion) {
-    let key = ChannelKey::from_bytes([1; 32]);
     let nonce = Nonce::from_bytes([2; 24]);
     let mut g = c.benchmark_group("chunk");
-    for len in [1024usize, MAX_CONTENT_LENGTH] {
-        let mut buf = vec![0u8; 16 + len];
-        g.throughput(Throughput::Bytes(len as u64));
-        g.bench_function(format!("seal {len}"), |b| b.iter(|| key.seal_in_place(&nonce, black_box(&mut buf))));
-        g.bench_function(format!("seal+open {len}"), |b| {
-            b.iter(|| {
-                let _ = key.seal_in_place(&nonce, &mut buf);
-                key.open_in_place(&nonce, black_box(&mut buf))
-            })
+    // Every backend compiled in (`--features sodium` adds libsodium beside the pure-Rust one).
+    for &backend in CryptoBackend::ALL {
+        let key = ChannelKey::from_bytes_with(backend, [1; 32]);
+        for len in [1024usize, MAX_CONTENT_LENGTH] {
+            let mut buf = vec![0u8; 16 + len];
+            g.throughput(Throughput::Bytes(len as u64));
+            g.bench_function(format!("{backend} seal {len}"), |b| {
+                b.iter(|| key.seal_in_place(&nonce, black_box(&mut buf)))
+            });
+            g.bench_function(format!("{backend} seal+open {len}"), |b| {
+                b.iter(|| {
+                    let _ = key.seal_in_place(&nonce, &mut buf);
+                    key.open_in_place(&nonce, black_box(&mut buf))
+                })
+            });
+        }
+        g.bench_function(format!("{backend} precompute"), |b| {
+            let (sk, pk) = (SecretKey::generate(), SecretKey::generate().public_key());
+            b.iter(|| ChannelKey::precompute_with(backend, black_box(&pk), &sk))
         });
     }
     g.finish();
@@ -39,6 +48,7 @@ fn local() -> Arc<LocalConfig<ConnectionMetadata>> {
         version: NetworkVersion::current("TEZOS_MAINNET"),
         metadata: ConnectionMetadata::default(),
         expected_pow: PowTarget::new(0.0).unwrap(),
+        crypto_backend: tezos_p2p::crypto::CryptoBackend::default(),
     })
 }
 

@@ -21,6 +21,7 @@ fn local() -> Arc<LocalConfig<ConnectionMetadata>> {
         version: NetworkVersion::current("TEZOS_MAINNET"),
         metadata: ConnectionMetadata::default(),
         expected_pow: PowTarget::new(0.0).expect("difficulty"),
+        crypto_backend: tezos_p2p::crypto::CryptoBackend::default(),
     })
 }
 

@@ -67,5 +67,6 @@ fn local(identity: Identity) -> std::sync::Arc<tezos_p2p::handshake::LocalConfig
         version: tezos_p2p::wire::NetworkVersion::current("TEZOS_MAINNET"),
         metadata: ConnectionMetadata::default(),
         expected_pow: tezos_p2p::pow::PowTarget::new(0.0).expect("difficulty"),
+        crypto_backend: tezos_p2p::crypto::CryptoBackend::default(),
     })
 }

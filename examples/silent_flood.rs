@@ -22,6 +22,7 @@ async fn handshake_ms(addr: SocketAddr, n: usize) -> f64 {
             version: NetworkVersion::current("TEZOS_MAINNET"),
             metadata: ConnectionMetadata::default(),
             expected_pow: PowTarget::new(0.0).expect("valid"),
+            crypto_backend: tezos_p2p::crypto::CryptoBackend::default(),
         });
         let start = Instant::now();
         let conn = actor::connect(addr, local, Duration::from_secs(10))

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::actor::{self, ConnectionConfig, Limits, Scheduler, Workers};
-use crate::crypto::{ChannelKey, Nonce, SecretKey};
+use crate::crypto::{ChannelKey, CryptoBackend, Nonce, SecretKey};
 use crate::handshake::{ExpectConnectionMessage, Handshake, LocalConfig, Status};
 use crate::identity::Identity;
 use crate::message::RawMessage;
@@ -21,6 +21,13 @@ pub fn local() -> Arc<LocalConfig<ConnectionMetadata>> {
     local_with(Identity::ephemeral(), 0.0)
 }
 
+/// [`local`] computing its crypto with `backend`.
+pub fn local_using(backend: CryptoBackend) -> Arc<LocalConfig<ConnectionMetadata>> {
+    let mut config = (*local()).clone();
+    config.crypto_backend = backend;
+    Arc::new(config)
+}
+
 /// A local configuration for `identity`, requiring `pow` of peers.
 pub fn local_with(identity: Identity, pow: f64) -> Arc<LocalConfig<ConnectionMetadata>> {
     Arc::new(LocalConfig {
@@ -29,12 +36,19 @@ pub fn local_with(identity: Identity, pow: f64) -> Arc<LocalConfig<ConnectionMet
         version: NetworkVersion::current("TEZOS_MAINNET"),
         metadata: ConnectionMetadata::default(),
         expected_pow: PowTarget::new(pow).unwrap_or_else(|_| PowTarget::new(0.0).unwrap_or_else(|_| unreachable!())),
+        crypto_backend: crate::crypto::CryptoBackend::default(),
     })
 }
 
-/// Bytes per second of sealing then opening `len`-byte payloads on one core, for `secs`.
+/// Bytes per second of sealing then opening `len`-byte payloads on one core, for `secs`, with
+/// the default backend.
 pub fn raw_seal_open(len: usize, secs: f64) -> f64 {
-    let key = ChannelKey::from_bytes([1; 32]);
+    raw_seal_open_using(CryptoBackend::default(), len, secs)
+}
+
+/// [`raw_seal_open`] with a chosen backend.
+pub fn raw_seal_open_using(backend: CryptoBackend, len: usize, secs: f64) -> f64 {
+    let key = ChannelKey::from_bytes_with(backend, [1; 32]);
     let nonce = Nonce::from_bytes([2; 24]);
     let mut buf = vec![0u8; 16 + len];
     let start = Instant::now();
@@ -49,7 +63,8 @@ pub fn raw_seal_open(len: usize, secs: f64) -> f64 {
     bytes as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Channel keys (X25519 + HSalsa20) computed per second on one core, for `secs`.
+/// Channel keys (X25519 + HSalsa20) computed per second on one core, for `secs`, by the
+/// default backend.
 pub fn precompute_rate(secs: f64) -> f64 {
     let sk = SecretKey::generate();
     let pk = SecretKey::generate().public_key();
@@ -66,8 +81,19 @@ pub fn precompute_rate(secs: f64) -> f64 {
 
 /// Message bytes per second one connection delivers for `secs` seconds, both ends in this
 /// process on two arbiters (so sealing and opening run on different cores). `config` applies
-/// to the receiving end.
+/// to the receiving end. Both ends use the default crypto backend.
 pub async fn connection_rate(workers: &Workers, size: usize, secs: f64, config: ConnectionConfig) -> f64 {
+    connection_rate_using(CryptoBackend::default(), workers, size, secs, config).await
+}
+
+/// [`connection_rate`] with both ends on `backend`.
+pub async fn connection_rate_using(
+    backend: CryptoBackend,
+    workers: &Workers,
+    size: usize,
+    secs: f64,
+    config: ConnectionConfig,
+) -> f64 {
     let Ok(listener) = std::net::TcpListener::bind("127.0.0.1:0") else { return 0.0 };
     let _ = listener.set_nonblocking(true);
     let Ok(addr) = listener.local_addr() else { return 0.0 };
@@ -75,7 +101,7 @@ pub async fn connection_rate(workers: &Workers, size: usize, secs: f64, config: 
     workers.next().spawn(async move {
         let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
         let Ok((s, _)) = listener.accept().await else { return };
-        let Ok(auth) = actor::authenticate(s, local(), true, Duration::from_secs(5)).await else { return };
+        let Ok(auth) = actor::authenticate(s, local_using(backend), true, Duration::from_secs(5)).await else { return };
         let Ok(conn) = auth.accept::<RawMessage>(config).await else { return };
         let mut bytes = 0u64;
         let mut start = None;
@@ -87,7 +113,7 @@ pub async fn connection_rate(workers: &Workers, size: usize, secs: f64, config: 
         let _ = done_tx.send(bytes as f64 / elapsed);
     });
     workers.next().spawn(async move {
-        let Ok(auth) = actor::connect(addr, local(), Duration::from_secs(5)).await else { return };
+        let Ok(auth) = actor::connect(addr, local_using(backend), Duration::from_secs(5)).await else { return };
         let Ok(conn) = auth.accept::<RawMessage>(ConnectionConfig::default()).await else { return };
         let msg = RawMessage(Bytes::from(vec![7u8; size]));
         let start = Instant::now();

@@ -80,6 +80,7 @@ fn local() -> Arc<LocalConfig<ConnectionMetadata>> {
                 version: NetworkVersion::current("TEZOS_MAINNET"),
                 metadata: ConnectionMetadata::default(),
                 expected_pow: PowTarget::new(0.0).unwrap_or_else(|_| unreachable!("0 is a valid difficulty")),
+                crypto_backend: crate::crypto::CryptoBackend::default(),
             })
         })
         .clone()

@@ -9,7 +9,7 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use tezos_p2p::crypto::Nonce;
+//! use tezos_p2p::crypto::{CryptoBackend, Nonce};
 //! use tezos_p2p::handshake::{Handshake, LocalConfig, Status};
 //! use tezos_p2p::identity::Identity;
 //! use tezos_p2p::pow::PowTarget;
@@ -21,6 +21,7 @@
 //!     version: NetworkVersion::current("TEZOS_MAINNET"),
 //!     metadata: ConnectionMetadata::default(),
 //!     expected_pow: PowTarget::new(0.0).unwrap(),
+//!     crypto_backend: CryptoBackend::default(),
 //! });
 //! /// Hands everything `from` wants to send to `to`, taking `to`'s decisions on the way.
 //! fn deliver(from: &mut Handshake<ConnectionMetadata>, to: &mut Handshake<ConnectionMetadata>) {
@@ -70,7 +71,9 @@
 //! Section numbers refer to the protocol specification the project is written against.
 
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+// Not `forbid`: the libsodium backend (`crypto::backend::sodium`, feature `sodium`) is the one
+// module that opts out, with a SAFETY comment on every block.
+#![deny(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 
 pub mod actor;

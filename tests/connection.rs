@@ -29,6 +29,7 @@ fn local(identity: &Identity, pow: f64, p2p_version: u16) -> Arc<LocalConfig<Con
         version: NetworkVersion { p2p_version, ..NetworkVersion::current("TEZOS_MAINNET") },
         metadata: ConnectionMetadata { disable_mempool: true, private_node: false },
         expected_pow: PowTarget::new(pow).unwrap(),
+        crypto_backend: tezos_p2p::crypto::CryptoBackend::default(),
     })
 }
 

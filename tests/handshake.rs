@@ -18,6 +18,7 @@ fn config(identity: &Identity, pow: f64, p2p_version: u16) -> Arc<LocalConfig<Co
         version: NetworkVersion { p2p_version, ..NetworkVersion::current("TEZOS_MAINNET") },
         metadata: ConnectionMetadata { disable_mempool: false, private_node: p2p_version == 0 },
         expected_pow: PowTarget::new(pow).unwrap(),
+        crypto_backend: tezos_p2p::crypto::CryptoBackend::default(),
     })
 }
 

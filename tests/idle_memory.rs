@@ -49,6 +49,7 @@ async fn an_idle_connection_holds_no_burst_buffers() {
             version: NetworkVersion::current("TEZOS_MAINNET"),
             metadata: ConnectionMetadata::default(),
             expected_pow: PowTarget::new(0.0).unwrap(),
+            crypto_backend: tezos_p2p::crypto::CryptoBackend::default(),
         })
     };
     let (la, lb) = (local(Identity::ephemeral()), local(Identity::ephemeral()));

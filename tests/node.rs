@@ -31,6 +31,7 @@ fn local(id: &Identity, port: Option<u16>) -> Arc<LocalConfig<ConnectionMetadata
         version: NetworkVersion::current("TEZOS_MAINNET"),
         metadata: ConnectionMetadata::default(),
         expected_pow: PowTarget::new(0.0).unwrap(),
+        crypto_backend: tezos_p2p::crypto::CryptoBackend::default(),
     })
 }
 

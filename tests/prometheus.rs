@@ -56,6 +56,7 @@ fn local(id: Identity, chain: &str) -> Arc<LocalConfig<ConnectionMetadata>> {
         version: NetworkVersion::current(chain),
         metadata: ConnectionMetadata::default(),
         expected_pow: PowTarget::new(0.0).unwrap(),
+        crypto_backend: tezos_p2p::crypto::CryptoBackend::default(),
     })
 }
 

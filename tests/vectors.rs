@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use serde_json::Value;
 use tezos_p2p::crypto::{
-    blake2b_128, blake2b_256, generate_nonces, ChannelKey, Nonce, Opener, PeerId, PublicKey, SecretKey,
+    blake2b_128, blake2b_256, generate_nonces, ChannelKey, CryptoBackend, Nonce, Opener, PeerId, PublicKey, SecretKey,
 };
 use tezos_p2p::handshake::{ExpectConnectionMessage, LocalConfig};
 use tezos_p2p::identity::Identity;
@@ -43,7 +43,8 @@ fn wire_chunk(key: &ChannelKey, nonce: &Nonce, plaintext: &[u8]) -> Vec<u8> {
     out
 }
 
-fn check(v: &Value) {
+/// Checks one vector, computing every key and box with `backend`.
+fn check(v: &Value, backend: CryptoBackend) {
     let id = v["id"].as_str().unwrap();
     let i = &v["inputs"];
     let e = &v["expected"];
@@ -81,7 +82,8 @@ fn check(v: &Value) {
             check_decoded(id, &ConnectionMessage::decode(&recv).unwrap(), &e["derived_recv_decoded"]);
         }
         "precompute" => {
-            let key = ChannelKey::precompute(
+            let key = ChannelKey::precompute_with(
+                backend,
                 &PublicKey::from_bytes(arr(&i["remote_public_key_hex"])),
                 &SecretKey::from_bytes(arr(&i["local_secret_key_hex"])),
             )
@@ -89,7 +91,7 @@ fn check(v: &Value) {
             assert_eq!(key.expose_secret().to_vec(), h(&e["channel_key_hex"]), "{id}");
         }
         "box_encrypt" => {
-            let key = ChannelKey::from_bytes(arr(&i["channel_key_hex"]));
+            let key = ChannelKey::from_bytes_with(backend, arr(&i["channel_key_hex"]));
             let nonce = Nonce::from_bytes(arr(&i["nonce_hex"]));
             let pt = h(&i["plaintext_hex"]);
             let mut buf = vec![0u8; 16];
@@ -101,7 +103,7 @@ fn check(v: &Value) {
             assert_eq!(wire_chunk(&key, &nonce, &pt), h(&e["derived_wire_chunk_hex"]), "{id} chunk");
         }
         "box_decrypt" => {
-            let key = ChannelKey::from_bytes(arr(&i["channel_key_hex"]));
+            let key = ChannelKey::from_bytes_with(backend, arr(&i["channel_key_hex"]));
             let nonce = Nonce::from_bytes(arr(&i["nonce_hex"]));
             let ct = h(&i["tag_then_ciphertext_hex"]);
             let mut buf = ct.clone();
@@ -117,7 +119,7 @@ fn check(v: &Value) {
             assert!(d.decode(&mut wire).is_err(), "{id}: tampered chunk opened");
         }
         "chunk_derived" => {
-            let key = ChannelKey::from_bytes(arr(&i["channel_key_hex"]));
+            let key = ChannelKey::from_bytes_with(backend, arr(&i["channel_key_hex"]));
             let nonce = Nonce::from_bytes(arr(&i["nonce_hex"]));
             let chunk = wire_chunk(&key, &nonce, &h(&i["plaintext_hex"]));
             assert_eq!(chunk, h(&e["wire_chunk_hex"]), "{id}");
@@ -158,6 +160,7 @@ fn check(v: &Value) {
                 && e["public_key_matches_secret_key"].as_bool().unwrap();
             assert_eq!(parsed.is_ok(), ok, "{id}: {:?}", parsed.err());
             let ident = parsed.unwrap();
+            assert_eq!(ident.secret_key.public_key_with(backend), ident.public_key, "{id}: {backend} public key");
             assert_eq!(ident.peer_id.as_bytes().to_vec(), h(&e["derived_peer_id_raw_hex"]), "{id}");
             assert_eq!(u64::from(ident.pow_level()), e["derived_pow_leading_zero_bits"].as_u64().unwrap(), "{id}");
             let valid: Vec<f64> = [0.0, 24.0, 26.0]
@@ -190,7 +193,7 @@ fn check(v: &Value) {
                 "{id}"
             );
         }
-        "handshake_capture" => replay_capture(id, i, e),
+        "handshake_capture" => replay_capture(id, i, e, backend),
         "ack_encoding" => {
             let bytes = h(&i["bytes_hex"]);
             let msg = AckMessage::decode(&bytes).unwrap();
@@ -271,7 +274,7 @@ fn check(v: &Value) {
 
 /// Replays a recorded real handshake through the state machine: our side is rebuilt from the
 /// capture's secret key and connection message, so its output must match byte for byte.
-fn replay_capture(id: &str, i: &Value, e: &Value) {
+fn replay_capture(id: &str, i: &Value, e: &Value, backend: CryptoBackend) {
     let sent = h(&i["sent_msg_hex"]);
     let recv = h(&i["recv_msg_hex"]);
     let incoming = i["incoming"].as_bool().unwrap();
@@ -281,6 +284,8 @@ fn replay_capture(id: &str, i: &Value, e: &Value) {
     let identity =
         Identity::from_secret_key(SecretKey::from_bytes(arr(&i["local_secret_key_hex"])), ours.proof_of_work_stamp);
     assert_eq!(identity.public_key, ours.public_key, "{id}: secret key does not match the sent message");
+    let secret = SecretKey::from_bytes(arr(&i["local_secret_key_hex"]));
+    assert_eq!(secret.public_key_with(backend), ours.public_key, "{id}: {backend} public key");
     assert_eq!(identity.peer_id.to_string(), e["derived_local_peer_id"].as_str().unwrap(), "{id}");
     assert_eq!(u64::from(identity.pow_level()), e["derived_local_pow_bits"].as_u64().unwrap(), "{id}");
     let local = Arc::new(LocalConfig {
@@ -290,6 +295,7 @@ fn replay_capture(id: &str, i: &Value, e: &Value) {
         metadata: ConnectionMetadata::default(),
         // The capture's peers were on a real network: the remote stamp meets 26.
         expected_pow: PowTarget::new(26.0).unwrap(),
+        crypto_backend: backend,
     });
     let state = ExpectConnectionMessage::new(local, incoming, ours.message_nonce, None).unwrap();
     assert_eq!(state.bytes_to_send(), &sent[..], "{id}: our connection message");
@@ -311,8 +317,12 @@ fn replay_capture(id: &str, i: &Value, e: &Value) {
     let nonces = generate_nonces(incoming, &sent, &recv);
     assert_eq!(nonces.local.as_bytes().to_vec(), h(&e["local_nonce_hex"]), "{id}: local nonce");
     assert_eq!(nonces.remote.as_bytes().to_vec(), h(&e["remote_nonce_hex"]), "{id}: remote nonce");
-    let key =
-        ChannelKey::precompute(&remote.public_key, &SecretKey::from_bytes(arr(&i["local_secret_key_hex"]))).unwrap();
+    let key = ChannelKey::precompute_with(
+        backend,
+        &remote.public_key,
+        &SecretKey::from_bytes(arr(&i["local_secret_key_hex"])),
+    )
+    .unwrap();
     assert_eq!(key.expose_secret().to_vec(), h(&e["derived_channel_key_hex"]), "{id}: channel key");
     key.open_in_place(&nonces.local, &mut captured).unwrap();
     assert_eq!(captured[16..].to_vec(), h(&e["local_metadata_chunk_body_opens_with_local_nonce_to_hex"]));
@@ -377,8 +387,13 @@ fn every_vector_holds() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/vectors.json")).unwrap();
     let vectors: Vec<Value> = serde_json::from_str(&text).unwrap();
     let mut per_kind: BTreeMap<String, usize> = BTreeMap::new();
+    // Every backend compiled into this build must pass every vector.
+    for &backend in CryptoBackend::ALL {
+        for v in &vectors {
+            check(v, backend);
+        }
+    }
     for v in &vectors {
-        check(v);
         *per_kind.entry(v["kind"].as_str().unwrap().to_owned()).or_default() += 1;
     }
     // The shared file holds 43 vectors of 17 kinds; a new one must be handled above.
@@ -440,8 +455,10 @@ fn altering_any_expected_value_fails_a_check() {
                 continue;
             }
             tampered += 1;
-            if std::panic::catch_unwind(|| check(&bad)).is_ok() {
-                unnoticed.push(format!("{}.{field}", v["id"].as_str().unwrap_or("?")));
+            for &backend in CryptoBackend::ALL {
+                if std::panic::catch_unwind(|| check(&bad, backend)).is_ok() {
+                    unnoticed.push(format!("{}.{field} ({backend})", v["id"].as_str().unwrap_or("?")));
+                }
             }
         }
     }

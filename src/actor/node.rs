@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::registry::{NodeEvent, Registry, SubscribeEvents};
 use super::socket::authenticate_filtered;
 use super::{Authenticated, Connection, ConnectionConfig, Inbound, Limits, Scheduler, Workers};
-use crate::crypto::PeerId;
+use crate::crypto::{CryptoBackend, PeerId};
 use crate::handshake::{AuthError, LocalConfig, DEFAULT_HANDSHAKE_TIMEOUT};
 use crate::identity::Identity;
 use crate::message::Encoding;
@@ -55,6 +55,8 @@ pub struct NodeConfig<M> {
     pub connection: ConnectionConfig,
     /// Arbiters to spread connections over (0: one per core).
     pub workers: usize,
+    /// Which implementation does the channel crypto (default: the fastest compiled in).
+    pub crypto_backend: CryptoBackend,
 }
 
 impl<M: Metadata> NodeConfig<M> {
@@ -75,6 +77,7 @@ impl<M: Metadata> NodeConfig<M> {
             acl: AclConfig::default(),
             connection: ConnectionConfig::default(),
             workers: 0,
+            crypto_backend: CryptoBackend::default(),
         }
     }
 }
@@ -131,6 +134,12 @@ impl<M: Metadata> NodeBuilder<M> {
     /// Greylist settings.
     pub fn acl(mut self, acl: AclConfig) -> Self {
         self.config.acl = acl;
+        self
+    }
+
+    /// Compute the channel crypto with `backend` (see [`CryptoBackend`]).
+    pub fn crypto_backend(mut self, backend: CryptoBackend) -> Self {
+        self.config.crypto_backend = backend;
         self
     }
 
@@ -231,6 +240,7 @@ impl<E: Encoding, M: Metadata> Node<E, M> {
             version: config.version.clone(),
             metadata: config.metadata.clone(),
             expected_pow: config.expected_pow,
+            crypto_backend: config.crypto_backend,
         });
         let workers = if config.workers == 0 { Workers::per_core() } else { Workers::new(config.workers) };
         let inner = Arc::new(Inner {

@@ -373,6 +373,7 @@ mod net {
             version: NetworkVersion::current(peer.chain_name.as_str()),
             metadata: ConnectionMetadata::default(),
             expected_pow: peer.expected_pow,
+            crypto_backend: tezos_p2p::crypto::CryptoBackend::default(),
         }))
     }
 

@@ -1,19 +1,7 @@
-//! The precomputed channel key and the per-chunk box (protocol.md §4.1–4.2).
-//!
-//! `crypto_box::SalsaBox` implements the same NaCl construction, but it offers no way to see the
-//! shared secret (so no low-order rejection) and it reduces the clamped scalar modulo the group
-//! order before multiplying, which differs from X25519 for public keys with a torsion component.
-//! We therefore assemble the channel key from the very crates `crypto_box` is built on:
-//! X25519 from `curve25519-dalek` (`mul_clamped`, the RFC 7748 function), HSalsa20 from `salsa20`,
-//! and XSalsa20-Poly1305 from `crypto_secretbox`. The test at the bottom checks that the result
-//! is byte-identical to `SalsaBox` for honest keys.
+//! The precomputed channel key and the per-chunk box (protocol.md §4.1–4.2), on top of the
+//! crypto-backend seam ([`super::backend`]).
 
-use crypto_secretbox::aead::{AeadInPlace, KeyInit};
-use crypto_secretbox::XSalsa20Poly1305;
-use curve25519_dalek::montgomery::MontgomeryPoint;
-use salsa20::cipher::consts::U10;
-use zeroize::{Zeroize, Zeroizing};
-
+use super::backend::{AnyKey, CryptoBackend};
 use super::{CryptoError, Nonce, PublicKey, SecretKey};
 
 /// Size in bytes of the Poly1305 tag that opens every chunk.
@@ -21,65 +9,70 @@ pub const TAG_SIZE: usize = 16;
 
 /// The session key both ends share: `crypto_box_beforenm(remote_pk, local_sk)`.
 ///
-/// One key serves both directions; the directions differ only by nonce. The key bytes are wiped
-/// on drop (by `crypto_secretbox`, and by us for our copy); there is no `Debug`.
+/// One key serves both directions; the directions differ only by nonce. It is computed and used
+/// by one [`CryptoBackend`]; both give the same bytes. The key bytes are wiped on drop by
+/// whichever backend holds them; there is no `Debug`.
 #[derive(Clone)]
 pub struct ChannelKey {
-    key: Zeroizing<[u8; 32]>,
-    cipher: XSalsa20Poly1305,
+    key: AnyKey,
 }
 
 impl ChannelKey {
-    /// X25519(local_sk, remote_pk) then HSalsa20 with a zero input (NaCl `beforenm`).
+    /// X25519(local_sk, remote_pk) then HSalsa20 with a zero input (NaCl `beforenm`), by the
+    /// default backend ([`CryptoBackend::default`]).
     ///
     /// Fails with [`CryptoError::LowOrderPublicKey`] when the shared secret is all zero.
     pub fn precompute(remote: &PublicKey, local: &SecretKey) -> Result<Self, CryptoError> {
-        let mut shared = MontgomeryPoint(*remote.as_bytes()).mul_clamped(*local.expose_secret()).to_bytes();
-        // Not constant-time on purpose: whether the peer's key is degenerate is not a secret.
-        if shared == [0u8; 32] {
-            return Err(CryptoError::LowOrderPublicKey { public_key: *remote });
-        }
-        let mut shared_ga = shared.into();
-        shared.zeroize();
-        let mut key = salsa20::hsalsa::<U10>(&shared_ga, &Default::default());
-        shared_ga.zeroize();
-        let mut bytes = Zeroizing::new([0u8; 32]);
-        bytes.copy_from_slice(&key);
-        key.zeroize();
-        // (curve25519-dalek takes the scalar by value, so one stack copy of it is not ours to wipe.)
-        Ok(Self::from_bytes_inner(bytes))
+        Self::precompute_with(CryptoBackend::default(), remote, local)
     }
 
-    /// Wraps an already computed key (known-answer tests, replay of captures).
+    /// [`ChannelKey::precompute`] by a chosen backend. Every backend refuses the same keys with
+    /// the same error.
+    pub fn precompute_with(backend: CryptoBackend, remote: &PublicKey, local: &SecretKey) -> Result<Self, CryptoError> {
+        AnyKey::precompute(backend, remote.as_bytes(), local.expose_secret())
+            .map(|key| Self { key })
+            .ok_or(CryptoError::LowOrderPublicKey { public_key: *remote })
+    }
+
+    /// Wraps an already computed key (known-answer tests, replay of captures), for the default
+    /// backend.
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self::from_bytes_inner(Zeroizing::new(bytes))
+        Self::from_bytes_with(CryptoBackend::default(), bytes)
     }
 
-    fn from_bytes_inner(key: Zeroizing<[u8; 32]>) -> Self {
-        let cipher = XSalsa20Poly1305::new((&*key).into());
-        Self { key, cipher }
+    /// [`ChannelKey::from_bytes`] for a chosen backend.
+    pub fn from_bytes_with(backend: CryptoBackend, mut bytes: [u8; 32]) -> Self {
+        let key = AnyKey::from_bytes(backend, &bytes);
+        zeroize::Zeroize::zeroize(&mut bytes);
+        Self { key }
+    }
+
+    /// The backend that computes with this key.
+    pub fn backend(&self) -> CryptoBackend {
+        self.key.backend()
     }
 
     /// The raw key. Secret: exposed only for known-answer tests and diagnostics.
     pub fn expose_secret(&self) -> &[u8; 32] {
-        &self.key
+        self.key.bytes()
     }
 
     /// Encrypts `buf` in place and returns the detached tag.
     ///
-    /// Fails only for buffers beyond the cipher's 2^38-byte limit (chunks are at most 65519).
+    /// Fails only for buffers beyond the cipher's limit (2^38 bytes; chunks are at most 65519).
+    #[inline]
     pub fn seal_detached(&self, nonce: &Nonce, buf: &mut [u8]) -> Result<[u8; TAG_SIZE], CryptoError> {
-        self.cipher
-            .encrypt_in_place_detached(nonce.as_bytes().into(), &[], buf)
-            .map(Into::into)
-            .map_err(|_| CryptoError::SealFailed { len: buf.len() })
+        self.key.seal_detached(nonce.as_bytes(), buf).ok_or(CryptoError::SealFailed { len: buf.len() })
     }
 
     /// Decrypts `buf` in place if `tag` verifies; leaves it untouched otherwise.
+    #[inline]
     pub fn open_detached(&self, nonce: &Nonce, buf: &mut [u8], tag: &[u8; TAG_SIZE]) -> Result<(), CryptoError> {
-        self.cipher
-            .decrypt_in_place_detached(nonce.as_bytes().into(), &[], buf, tag.into())
-            .map_err(|_| CryptoError::DecipherError)
+        if self.key.open_detached(nonce.as_bytes(), buf, tag) {
+            Ok(())
+        } else {
+            Err(CryptoError::DecipherError)
+        }
     }
 
     /// Seals in place in the octez layout: `buf` is `[16 bytes of room][plaintext]` on entry and
@@ -156,60 +149,143 @@ impl Opener {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crypto_secretbox::aead::AeadInPlace;
 
-    #[test]
-    fn matches_crypto_box_salsabox_for_honest_keys() {
-        let a = SecretKey::generate();
-        let b = SecretKey::generate();
-        let ours = ChannelKey::precompute(&b.public_key(), &a).unwrap();
-        let theirs = ChannelKey::precompute(&a.public_key(), &b).unwrap();
-        assert_eq!(ours.expose_secret(), theirs.expose_secret());
-
-        let salsa = crypto_box::SalsaBox::new(
-            &crypto_box::PublicKey::from(*b.public_key().as_bytes()),
-            &crypto_box::SecretKey::from(*a.expose_secret()),
-        );
-        let nonce = Nonce::from_bytes([3; 24]);
-        let mut x = b"hello tezos".to_vec();
-        let mut y = x.clone();
-        let t1 = ours.seal_detached(&nonce, &mut x).unwrap();
-        let t2 = salsa.encrypt_in_place_detached(nonce.as_bytes().into(), &[], &mut y).unwrap();
-        assert_eq!((x, t1.to_vec()), (y, t2.to_vec()));
+    /// Low-order points, as canonical encodings, non-canonical ones (u + p) and with the ignored
+    /// top bit set: every backend must refuse all of them the same way.
+    fn low_order_keys() -> Vec<[u8; 32]> {
+        let mut keys = Vec::new();
+        let hex_keys = [
+            "0000000000000000000000000000000000000000000000000000000000000000",
+            "0100000000000000000000000000000000000000000000000000000000000000",
+            "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+            "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", // p - 1
+            "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", // p (= 0)
+            "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", // p + 1 (= 1)
+        ];
+        for h in hex_keys {
+            let mut k = [0u8; 32];
+            hex::decode_to_slice(h, &mut k).unwrap();
+            keys.push(k);
+            k[31] |= 0x80;
+            keys.push(k);
+        }
+        keys
     }
 
     #[test]
-    fn low_order_keys_are_refused() {
+    fn matches_crypto_box_salsabox_for_honest_keys() {
+        for &backend in CryptoBackend::ALL {
+            let a = SecretKey::generate();
+            let b = SecretKey::generate();
+            let ours = ChannelKey::precompute_with(backend, &b.public_key_with(backend), &a).unwrap();
+            let theirs = ChannelKey::precompute_with(backend, &a.public_key_with(backend), &b).unwrap();
+            assert_eq!(ours.expose_secret(), theirs.expose_secret(), "{backend}");
+            assert_eq!(ours.backend(), backend);
+
+            let salsa = crypto_box::SalsaBox::new(
+                &crypto_box::PublicKey::from(*b.public_key().as_bytes()),
+                &crypto_box::SecretKey::from(*a.expose_secret()),
+            );
+            let nonce = Nonce::from_bytes([3; 24]);
+            let mut x = b"hello tezos".to_vec();
+            let mut y = x.clone();
+            let t1 = ours.seal_detached(&nonce, &mut x).unwrap();
+            let t2 = salsa.encrypt_in_place_detached(nonce.as_bytes().into(), &[], &mut y).unwrap();
+            assert_eq!((x, t1.to_vec()), (y, t2.to_vec()), "{backend}");
+        }
+    }
+
+    #[test]
+    fn backends_agree_byte_for_byte() {
+        let first = CryptoBackend::ALL[0];
+        for round in 0..64u8 {
+            let sk = SecretKey::generate();
+            // Arbitrary 32 bytes (not only points of the prime-order subgroup), top bit varied.
+            let mut remote = *SecretKey::generate().expose_secret();
+            remote[31] ^= round & 0x80;
+            let remote = PublicKey::from_bytes(remote);
+            let len = [0usize, 1, 15, 16, 63, 64, 65, 1000, 65519][round as usize % 9];
+            let nonce = Nonce::from_bytes([round; 24]);
+            let plain: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(31) ^ round).collect();
+            let reference = ChannelKey::precompute_with(first, &remote, &sk).unwrap();
+            let mut sealed = plain.clone();
+            let tag = reference.seal_detached(&nonce, &mut sealed).unwrap();
+            for &backend in CryptoBackend::ALL {
+                assert_eq!(sk.public_key_with(backend), sk.public_key_with(first), "{backend}");
+                let key = ChannelKey::precompute_with(backend, &remote, &sk).unwrap();
+                assert_eq!(key.expose_secret(), reference.expose_secret(), "{backend} round {round}");
+                let mut mine = plain.clone();
+                assert_eq!(key.seal_detached(&nonce, &mut mine).unwrap(), tag, "{backend}");
+                assert_eq!(mine, sealed, "{backend}");
+                // Each opens what the other sealed.
+                let mut opened = sealed.clone();
+                key.open_detached(&nonce, &mut opened, &tag).unwrap();
+                assert_eq!(opened, plain, "{backend}");
+            }
+        }
+    }
+
+    #[test]
+    fn low_order_keys_are_refused_by_every_backend() {
         let sk = SecretKey::generate();
-        // 0 and 1 and the order-8 point u=325606250916557431795983626356110631294008115727848805560023387167927233504.
-        let mut order8 = [0u8; 32];
-        hex::decode_to_slice("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800", &mut order8).unwrap();
-        let mut one = [0u8; 32];
-        one[0] = 1;
-        for pk in [[0u8; 32], one, order8] {
-            assert!(matches!(
-                ChannelKey::precompute(&PublicKey::from_bytes(pk), &sk),
-                Err(CryptoError::LowOrderPublicKey { .. })
-            ));
+        for &backend in CryptoBackend::ALL {
+            for pk in low_order_keys() {
+                let pk = PublicKey::from_bytes(pk);
+                match ChannelKey::precompute_with(backend, &pk, &sk) {
+                    Err(CryptoError::LowOrderPublicKey { public_key }) => assert_eq!(public_key, pk),
+                    Err(e) => panic!("{backend}: {pk:?} gave {e}"),
+                    Ok(_) => panic!("{backend}: {pk:?} was accepted"),
+                }
+            }
         }
     }
 
     #[test]
     fn tampering_and_nonce_reuse_are_detected() {
-        let key = ChannelKey::from_bytes([9; 32]);
-        let mut s = Sealer::new(key.clone(), Nonce::from_bytes([0; 24]));
-        let mut o = Opener::new(key, Nonce::from_bytes([0; 24]));
-        let mut c1 = [0u8; 16 + 4];
-        c1[16..].copy_from_slice(b"abcd");
-        s.seal_in_place(&mut c1).unwrap();
-        let mut bad = c1;
-        bad[17] ^= 1;
-        assert_eq!(o.clone().open_in_place(&mut bad), Err(CryptoError::DecipherError));
-        let mut ok = c1;
-        o.open_in_place(&mut ok).unwrap();
-        assert_eq!(&ok[16..], b"abcd");
-        // Replaying the same chunk fails: the opener moved to the next nonce.
-        let mut replay = c1;
-        assert_eq!(o.open_in_place(&mut replay), Err(CryptoError::DecipherError));
-        assert!(matches!(o.open_in_place(&mut [0u8; 15]), Err(CryptoError::BufferTooShort { len: 15 })));
+        for &backend in CryptoBackend::ALL {
+            let key = ChannelKey::from_bytes_with(backend, [9; 32]);
+            let mut s = Sealer::new(key.clone(), Nonce::from_bytes([0; 24]));
+            let mut o = Opener::new(key, Nonce::from_bytes([0; 24]));
+            let mut c1 = [0u8; 16 + 4];
+            c1[16..].copy_from_slice(b"abcd");
+            s.seal_in_place(&mut c1).unwrap();
+            let mut bad = c1;
+            bad[17] ^= 1;
+            assert_eq!(o.clone().open_in_place(&mut bad), Err(CryptoError::DecipherError));
+            // A failed open leaves the buffer as it was.
+            let mut expected = c1;
+            expected[17] ^= 1;
+            assert_eq!(bad, expected, "{backend}");
+            let mut ok = c1;
+            o.open_in_place(&mut ok).unwrap();
+            assert_eq!(&ok[16..], b"abcd");
+            // Replaying the same chunk fails: the opener moved to the next nonce.
+            let mut replay = c1;
+            assert_eq!(o.open_in_place(&mut replay), Err(CryptoError::DecipherError));
+            assert!(matches!(o.open_in_place(&mut [0u8; 15]), Err(CryptoError::BufferTooShort { len: 15 })));
+            // An empty payload still carries (and checks) a tag.
+            let key = ChannelKey::from_bytes_with(backend, [9; 32]);
+            let mut s = Sealer::new(key.clone(), Nonce::from_bytes([7; 24]));
+            let mut o = Opener::new(key, Nonce::from_bytes([7; 24]));
+            let mut empty = [0u8; 16];
+            s.seal_in_place(&mut empty).unwrap();
+            let mut wrong = empty;
+            wrong[0] ^= 1;
+            assert_eq!(o.clone().open_in_place(&mut wrong), Err(CryptoError::DecipherError));
+            o.open_in_place(&mut empty).unwrap();
+        }
+    }
+
+    #[test]
+    fn backend_names_round_trip() {
+        for &backend in CryptoBackend::ALL {
+            assert_eq!(backend.name().parse::<CryptoBackend>(), Ok(backend));
+            assert!(!backend.description().is_empty());
+        }
+        assert_eq!(CryptoBackend::default(), CryptoBackend::ALL[0]);
+        let err = "openssl".parse::<CryptoBackend>().unwrap_err();
+        assert!(err.to_string().contains("rust-crypto"), "{err}");
     }
 }

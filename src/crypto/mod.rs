@@ -3,9 +3,11 @@
 //! Everything here is pure: no IO, no clock. Randomness only enters through the explicit
 //! `generate`/`random` constructors so that tests can inject fixed values.
 
+pub mod backend;
 mod channel;
 mod nonce;
 
+pub use backend::{CryptoBackend, UnknownBackend};
 pub use channel::{ChannelKey, Opener, Sealer, TAG_SIZE};
 pub use nonce::{generate_nonces, increment_be, Nonce, Nonces, NONCE_SIZE};
 
@@ -14,7 +16,6 @@ use std::str::FromStr;
 
 use blake2::digest::consts::{U16, U32};
 use blake2::{Blake2b, Digest};
-use curve25519_dalek::montgomery::MontgomeryPoint;
 use rand::RngCore;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -137,9 +138,14 @@ impl SecretKey {
         &self.0
     }
 
-    /// `X25519(sk, 9)`, octez `Crypto_box.neuterize`.
+    /// `X25519(sk, 9)`, octez `Crypto_box.neuterize`, by the default backend.
     pub fn public_key(&self) -> PublicKey {
-        PublicKey(MontgomeryPoint::mul_base_clamped(self.0).to_bytes())
+        self.public_key_with(CryptoBackend::default())
+    }
+
+    /// [`SecretKey::public_key`] by a chosen backend (all give the same key).
+    pub fn public_key_with(&self, backend: CryptoBackend) -> PublicKey {
+        PublicKey(backend::public_key(backend, &self.0))
     }
 }
 

@@ -25,7 +25,7 @@ pub use machine::{Handshake, Status};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use crate::crypto::{generate_nonces, ChannelKey, CryptoError, Nonce, Opener, PeerId, Sealer, TAG_SIZE};
+use crate::crypto::{generate_nonces, ChannelKey, CryptoBackend, CryptoError, Nonce, Opener, PeerId, Sealer, TAG_SIZE};
 use crate::identity::Identity;
 use crate::pow::{check_proof_of_work, PowTarget};
 use crate::wire::{
@@ -203,6 +203,10 @@ pub struct LocalConfig<M> {
     pub metadata: M,
     /// The difficulty a peer's stamp must meet (octez node default 26).
     pub expected_pow: PowTarget,
+    /// Which implementation computes the channel key and seals/opens this node's chunks
+    /// (`CryptoBackend::default()`: libsodium with the `sodium` feature, else pure Rust). It is
+    /// invisible on the wire: peers on different backends interoperate.
+    pub crypto_backend: CryptoBackend,
 }
 
 /// An `(address, port)` pair where the port may be unknown (octez `P2p_connection.Id`).
@@ -311,10 +315,12 @@ impl<M: Metadata> PeerAnnounced<M> {
     /// Returns the next state and our metadata chunk (prefix included) to send.
     pub fn derive_keys(self) -> Result<(ExpectMetadata<M>, Vec<u8>), AuthError> {
         let Self { prev, recv_msg, msg, peer_id } = self;
-        let key = ChannelKey::precompute(&msg.public_key, &prev.local.identity.secret_key).map_err(|e| match e {
-            CryptoError::LowOrderPublicKey { .. } => AuthError::LowOrderPublicKey { peer_id },
-            _ => AuthError::DecipherError,
-        })?;
+        let key =
+            ChannelKey::precompute_with(prev.local.crypto_backend, &msg.public_key, &prev.local.identity.secret_key)
+                .map_err(|e| match e {
+                    CryptoError::LowOrderPublicKey { .. } => AuthError::LowOrderPublicKey { peer_id },
+                    _ => AuthError::DecipherError,
+                })?;
         let nonces = generate_nonces(prev.incoming, &prev.sent_msg, &recv_msg);
         let mut plaintext = Vec::new();
         prev.local.metadata.encode(&mut plaintext);
