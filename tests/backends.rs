@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::Bytes;
-use tezos_p2p::actor::{self, Connection, ConnectionConfig, Inbound, Node, NodeConfig};
-use tezos_p2p::crypto::CryptoBackend;
-use tezos_p2p::handshake::{AuthError, LocalConfig};
+mod common;
+
+use tezos_p2p::actor::{self, Connection, ConnectionConfig, Inbound, Node, NodeConfig, NodeEvent};
+use tezos_p2p::crypto::{CryptoBackend, Nonce};
+use tezos_p2p::handshake::{AuthError, Handshake, LocalConfig, Status};
 use tezos_p2p::identity::Identity;
 use tezos_p2p::message::RawMessage;
 use tezos_p2p::pow::PowTarget;
@@ -71,6 +73,8 @@ async fn every_backend_pair_carries_messages_of_edge_sizes_both_ways() {
             lb.accept::<RawMessage>(ConnectionConfig::default())
         );
         let (ca, cb) = (ca.unwrap(), cb.unwrap());
+        // Each end really computes with the backend its configuration chose.
+        assert_eq!((ca.crypto_backend(), cb.crypto_backend()), (a, b));
         assert!(ca.remote_metadata().disable_mempool, "{a}→{b}: metadata crossed the backends");
         // Sizes around the chunk boundaries (65517/65518 with the 4-byte prefix) and a message
         // of many chunks: every chunk is sealed by one backend and opened by the other.
@@ -83,6 +87,43 @@ async fn every_backend_pair_carries_messages_of_edge_sizes_both_ways() {
         }
         ca.close(true).await;
         assert!(cb.read().await.is_err(), "{a}→{b}: close reached the peer");
+    }
+}
+
+/// The sans-IO handshake: each side's session keys come from its configured backend, and the
+/// two sessions agree chunk for chunk.
+#[test]
+fn the_handshake_derives_keys_with_the_configured_backend() {
+    fn deliver(from: &mut Handshake<ConnectionMetadata>, to: &mut Handshake<ConnectionMetadata>) {
+        let bytes = from.take_output();
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            rest = &rest[to.read(rest).unwrap()..];
+            match to.status() {
+                Status::PeerAnnounced(_) => to.derive_keys().unwrap(),
+                Status::Authenticated(_) => to.accept().unwrap(),
+                _ => {}
+            }
+        }
+    }
+    for (a, b) in pairs() {
+        let mut ha = Handshake::new(local(a), false, Nonce::random(), None).unwrap();
+        let mut hb = Handshake::new(local(b), true, Nonce::random(), None).unwrap();
+        while !matches!((ha.status(), hb.status()), (Status::Established(_), Status::Established(_))) {
+            deliver(&mut ha, &mut hb);
+            deliver(&mut hb, &mut ha);
+        }
+        let (mut sa, mut sb) = (ha.into_session().unwrap(), hb.into_session().unwrap());
+        assert_eq!((sa.sealer.backend(), sa.opener.backend()), (a, a));
+        assert_eq!((sb.sealer.backend(), sb.opener.backend()), (b, b));
+        for len in [0usize, 1, 1000, 65_519] {
+            let mut chunk = vec![7u8; 16 + len];
+            sa.sealer.seal_in_place(&mut chunk).unwrap();
+            sb.opener.open_in_place(&mut chunk).unwrap();
+            assert!(chunk[16..].iter().all(|&x| x == 7), "{a}→{b} {len}");
+            sb.sealer.seal_in_place(&mut chunk).unwrap();
+            sa.opener.open_in_place(&mut chunk).unwrap();
+        }
     }
 }
 
@@ -138,11 +179,24 @@ async fn nodes_on_different_backends_talk() {
     let (tx, mut rx) = mpsc::channel(16);
     // Every inbound message of the listening node, from connections to come.
     n2.subscribe(Sink(tx).start().recipient());
+    let (events_tx, mut events) = mpsc::channel(16);
+    n2.subscribe_events(common::Forward(events_tx).start().recipient());
     let conn = n1.connect(n2.listen_addr().unwrap()).await.unwrap();
+    // Sent once the listening node has registered (and so subscribed) its side: a message
+    // arriving earlier would wait in that connection's read queue instead.
+    loop {
+        let ev = tokio::time::timeout(T, events.recv()).await.expect("event in time").expect("events open");
+        if matches!(ev, NodeEvent::Connected { .. }) {
+            break;
+        }
+    }
     let msg = raw(200_000, 9);
     conn.write(&msg).await.unwrap();
     let got = tokio::time::timeout(T, rx.recv()).await.expect("in time").expect("open");
     assert_eq!(got, msg.0, "{first} node → {last} node");
+    assert_eq!(conn.crypto_backend(), first);
+    let theirs = n2.connections();
+    assert_eq!(theirs.iter().map(|c| c.crypto_backend()).collect::<Vec<_>>(), vec![last]);
     n1.shutdown().await;
     n2.shutdown().await;
 }

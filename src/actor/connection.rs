@@ -71,6 +71,11 @@ pub(super) struct Shared<E: Encoding, M> {
     pub(super) outflow: AtomicU64,
     /// Times a `write` had to wait for room in the write queue.
     pub(super) write_waits: AtomicU64,
+    /// The backend that seals and opens this connection's chunks.
+    crypto_backend: crate::crypto::CryptoBackend,
+    /// The process-wide metric for the same event, its handle taken once: looking it up by name
+    /// on every wait cost a registry lookup per message when writers outpace the socket.
+    write_waits_metric: metrics::Counter,
     pub(super) cancel: CancellationToken,
     pub(super) reason: OnceLock<CloseReason>,
     pub(super) subscribers: watch::Sender<Subscribers<E>>,
@@ -116,7 +121,7 @@ impl<E: Encoding, M: Metadata> Shared<E, M> {
             Err(tokio::sync::TryAcquireError::Closed) => return Err(ConnectionError::ConnectionClosed),
             Err(tokio::sync::TryAcquireError::NoPermits) => {
                 self.write_waits.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!(crate::telemetry::WRITE_WAITS).increment(1);
+                self.write_waits_metric.increment(1);
                 self.write_budget
                     .clone()
                     .acquire_many_owned(units)
@@ -273,6 +278,8 @@ impl<E: Encoding, M: Metadata> Connection<E, M> {
             inflow: AtomicU64::new(0),
             outflow: AtomicU64::new(0),
             write_waits: AtomicU64::new(0),
+            crypto_backend: sealer.backend(),
+            write_waits_metric: metrics::counter!(crate::telemetry::WRITE_WAITS),
             cancel: CancellationToken::new(),
             reason: OnceLock::new(),
             subscribers,
@@ -352,6 +359,12 @@ impl<E: Encoding, M: Metadata> Connection<E, M> {
     /// octez `info`.
     pub fn info(&self) -> &ConnectionInfo<M> {
         &self.shared.info
+    }
+
+    /// The crypto backend that seals and opens this connection's chunks (the one chosen in the
+    /// [`LocalConfig`](crate::handshake::LocalConfig) that authenticated it).
+    pub fn crypto_backend(&self) -> crate::crypto::CryptoBackend {
+        self.shared.crypto_backend
     }
 
     /// The version negotiated with the peer.

@@ -618,11 +618,13 @@ async fn establish<E: Encoding, M: Metadata>(
     {
         // Under the subscriber lock, so a concurrent `Node::subscribe` sees this connection or
         // this connection sees its recipient: never neither.
+        // Listed before it is subscribed: whoever receives one of its messages finds it in
+        // `connections()`.
         let inbound = inner.inbound.lock().unwrap_or_else(|e| e.into_inner());
+        inner.connections.insert(peer, conn.clone());
         for r in inbound.iter() {
             conn.subscribe(r.clone());
         }
-        inner.connections.insert(peer, conn.clone());
     }
     registry.publish(NodeEvent::Connected { peer_id: peer, connection: conn.id(), point, incoming });
     let (watch, weak) = (conn.clone(), Arc::downgrade(inner));

@@ -35,7 +35,7 @@ impl ChannelKey {
     }
 
     /// Wraps an already computed key (known-answer tests, replay of captures), for the default
-    /// backend.
+    /// backend. The argument is taken by value and wiped; any other copy is the caller's to wipe.
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         Self::from_bytes_with(CryptoBackend::default(), bytes)
     }
@@ -59,7 +59,8 @@ impl ChannelKey {
 
     /// Encrypts `buf` in place and returns the detached tag.
     ///
-    /// Fails only for buffers beyond the cipher's limit (2^38 bytes; chunks are at most 65519).
+    /// Neither backend fails for a buffer a slice can hold (XSalsa20 has a 64-bit block
+    /// counter); the error keeps the seam honest should a backend ever refuse.
     #[inline]
     pub fn seal_detached(&self, nonce: &Nonce, buf: &mut [u8]) -> Result<[u8; TAG_SIZE], CryptoError> {
         self.key.seal_detached(nonce.as_bytes(), buf).ok_or(CryptoError::SealFailed { len: buf.len() })
@@ -113,6 +114,11 @@ impl Sealer {
         self.nonce
     }
 
+    /// The backend that seals.
+    pub fn backend(&self) -> CryptoBackend {
+        self.key.backend()
+    }
+
     /// Seals `[16 bytes of room][plaintext]` in place with the next nonce, then advances it.
     pub fn seal_in_place(&mut self, buf: &mut [u8]) -> Result<(), CryptoError> {
         let nonce = self.nonce.take_and_increment();
@@ -136,6 +142,11 @@ impl Opener {
     /// The nonce the next chunk must have been sealed with.
     pub fn next_nonce(&self) -> Nonce {
         self.nonce
+    }
+
+    /// The backend that opens.
+    pub fn backend(&self) -> CryptoBackend {
+        self.key.backend()
     }
 
     /// Opens `[tag][ciphertext]` in place with the next nonce, then advances it (even on
@@ -204,7 +215,7 @@ mod tests {
             let sk = SecretKey::generate();
             // Arbitrary 32 bytes (not only points of the prime-order subgroup), top bit varied.
             let mut remote = *SecretKey::generate().expose_secret();
-            remote[31] ^= round & 0x80;
+            remote[31] ^= (round & 1) << 7;
             let remote = PublicKey::from_bytes(remote);
             let len = [0usize, 1, 15, 16, 63, 64, 65, 1000, 65519][round as usize % 9];
             let nonce = Nonce::from_bytes([round; 24]);
@@ -224,6 +235,31 @@ mod tests {
                 key.open_detached(&nonce, &mut opened, &tag).unwrap();
                 assert_eq!(opened, plain, "{backend}");
             }
+        }
+    }
+
+    #[test]
+    fn backends_agree_on_non_canonical_keys_that_are_not_low_order() {
+        // u = p + 2 ... p + 18 and 2^255 - 1 (all ones): reduced mod p by both backends.
+        let mut keys = Vec::new();
+        for k in 2..=18u8 {
+            let mut u = [0xff; 32];
+            u[0] = 0xed + k;
+            u[31] = 0x7f;
+            keys.push(u);
+            u[31] = 0xff;
+            keys.push(u);
+        }
+        keys.push([0xff; 32]);
+        let sk = SecretKey::generate();
+        for pk in keys {
+            let pk = PublicKey::from_bytes(pk);
+            let results: Vec<_> = CryptoBackend::ALL
+                .iter()
+                .map(|&b| ChannelKey::precompute_with(b, &pk, &sk).map(|k| *k.expose_secret()))
+                .collect();
+            assert!(results.iter().all(|r| *r == results[0]), "{pk:?}: backends disagree");
+            assert!(results[0].is_ok(), "{pk:?} is not of low order");
         }
     }
 
@@ -284,7 +320,8 @@ mod tests {
             assert_eq!(backend.name().parse::<CryptoBackend>(), Ok(backend));
             assert!(!backend.description().is_empty());
         }
-        assert_eq!(CryptoBackend::default(), CryptoBackend::ALL[0]);
+        let want = if cfg!(feature = "sodium") { "sodium" } else { "rust-crypto" };
+        assert_eq!(CryptoBackend::default().name(), want);
         let err = "openssl".parse::<CryptoBackend>().unwrap_err();
         assert!(err.to_string().contains("rust-crypto"), "{err}");
     }

@@ -9,13 +9,15 @@
 //!
 //! - [`CryptoBackend::RustCrypto`] (always built): the RustCrypto crates `crypto_box` is made of
 //!   (curve25519-dalek, salsa20, crypto_secretbox). Pure Rust, no C toolchain.
-//! - [`CryptoBackend::Sodium`] (cargo feature `sodium`): libsodium through
+//! - `CryptoBackend::Sodium` (cargo feature `sodium`): libsodium through
 //!   `libsodium-sys-stable`, which is about three times faster at sealing on x86-64. The only
 //!   `unsafe` code of the crate lives in its module.
 //!
 //! The choice is made at run time per node or handshake ([`LocalConfig::crypto_backend`]), so a
 //! build with the feature can talk to itself across backends (the cross-backend tests do);
-//! [`CryptoBackend::default`] is the fastest one compiled in. Both backends give identical bytes
+//! [`CryptoBackend::default`] is the fastest one compiled in. (Cargo unifies features: if any
+//! crate in a dependency graph enables `sodium`, the default becomes libsodium for every user of
+//! this crate in that build; the bytes on the wire are the same either way.) Both backends give identical bytes
 //! and identical errors: the seam reports a degenerate shared secret as "no key" and
 //! [`ChannelKey`](super::ChannelKey) turns that into the one typed error.
 //!
@@ -34,9 +36,9 @@ const TAG: usize = 16;
 /// What a backend provides. Keys in and out are raw bytes so the seam stays independent of the
 /// types above it; errors are reduced to what the caller must distinguish.
 pub(super) trait Backend {
-    /// A precomputed channel key in the backend's preferred form. It must wipe its key bytes
-    /// when dropped.
-    type Key: Clone;
+    /// A precomputed channel key in the backend's preferred form; it wipes its key bytes when
+    /// dropped (the bound says so, the backends' tests rely on `Zeroizing`).
+    type Key: Clone + zeroize::ZeroizeOnDrop;
 
     /// `X25519(secret, 9)`: the public key of a secret key.
     fn public_key(secret: &[u8; 32]) -> [u8; 32];

@@ -19,18 +19,26 @@ use super::{Backend, TAG};
 /// The RustCrypto backend (a marker type for the seam).
 pub(in crate::crypto) struct RustCrypto;
 
-/// The key bytes (for [`Backend::key_bytes`]) and the keyed cipher; `crypto_secretbox` wipes the
-/// cipher's copy on drop, `Zeroizing` ours.
+/// The key bytes (for [`Backend::key_bytes`]) and the keyed cipher, boxed so the secret has one
+/// home while the key is moved around; `crypto_secretbox` wipes the cipher's copy on drop,
+/// `Zeroizing` ours.
 #[derive(Clone)]
-pub(in crate::crypto) struct Key {
+pub(in crate::crypto) struct Key(Box<KeyInner>);
+
+#[derive(Clone)]
+struct KeyInner {
     bytes: Zeroizing<[u8; 32]>,
     cipher: XSalsa20Poly1305,
 }
+
+// Both fields wipe themselves when dropped (see above).
+impl zeroize::ZeroizeOnDrop for Key {}
 
 impl Backend for RustCrypto {
     type Key = Key;
 
     fn public_key(secret: &[u8; 32]) -> [u8; 32] {
+        // (curve25519-dalek takes the scalar by value: that stack copy is not ours to wipe.)
         MontgomeryPoint::mul_base_clamped(*secret).to_bytes()
     }
 
@@ -56,21 +64,21 @@ impl Backend for RustCrypto {
     }
 
     fn key_bytes(key: &Key) -> &[u8; 32] {
-        &key.bytes
+        &key.0.bytes
     }
 
     #[inline]
     fn seal_detached(key: &Key, nonce: &[u8; 24], buf: &mut [u8]) -> Option<[u8; TAG]> {
-        key.cipher.encrypt_in_place_detached(nonce.into(), &[], buf).ok().map(Into::into)
+        key.0.cipher.encrypt_in_place_detached(nonce.into(), &[], buf).ok().map(Into::into)
     }
 
     #[inline]
     fn open_detached(key: &Key, nonce: &[u8; 24], buf: &mut [u8], tag: &[u8; TAG]) -> bool {
-        key.cipher.decrypt_in_place_detached(nonce.into(), &[], buf, tag.into()).is_ok()
+        key.0.cipher.decrypt_in_place_detached(nonce.into(), &[], buf, tag.into()).is_ok()
     }
 }
 
 fn key_from(bytes: Zeroizing<[u8; 32]>) -> Key {
     let cipher = XSalsa20Poly1305::new((&*bytes).into());
-    Key { bytes, cipher }
+    Key(Box::new(KeyInner { bytes, cipher }))
 }

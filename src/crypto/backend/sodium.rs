@@ -11,6 +11,8 @@
 //! implementations for this CPU (AVX2 Salsa20, SSE Poly1305, ...). Without it libsodium still
 //! computes the same bytes with its portable code, so a failed init is logged, not fatal.
 #![allow(unsafe_code)]
+// Every block must carry its SAFETY argument and do one unsafe thing.
+#![deny(clippy::undocumented_unsafe_blocks, clippy::multiple_unsafe_ops_per_block)]
 
 use std::ffi::CStr;
 use std::sync::Once;
@@ -23,8 +25,20 @@ use super::{Backend, TAG};
 /// The libsodium backend (a marker type for the seam).
 pub(in crate::crypto) struct Sodium;
 
-/// libsodium keeps no key state: the 32 key bytes are the whole key. Wiped on drop.
-pub(in crate::crypto) type Key = Zeroizing<[u8; 32]>;
+/// libsodium keeps no key state: the 32 key bytes are the whole key. Boxed so the key has one
+/// fixed home that libsodium writes into directly (moving the key around moves a pointer, not
+/// copies of the secret); wiped on drop.
+#[derive(Clone)]
+pub(in crate::crypto) struct Key(Box<Zeroizing<[u8; 32]>>);
+
+// The one field wipes itself when dropped.
+impl zeroize::ZeroizeOnDrop for Key {}
+
+impl Key {
+    fn zeroed() -> Self {
+        Self(Box::new(Zeroizing::new([0u8; 32])))
+    }
+}
 
 /// Initialises libsodium once per process.
 fn init() {
@@ -41,9 +55,12 @@ fn init() {
 
 /// libsodium's version string, e.g. `1.0.20`.
 pub(super) fn version() -> String {
-    // SAFETY: `sodium_version_string` returns a pointer to a static NUL-terminated string
-    // (`SODIUM_VERSION_STRING`) that lives as long as the program; we copy it out at once.
-    let raw = unsafe { CStr::from_ptr(ffi::sodium_version_string()) };
+    // SAFETY: takes no arguments and returns a pointer to libsodium's static NUL-terminated
+    // `SODIUM_VERSION_STRING`.
+    let ptr = unsafe { ffi::sodium_version_string() };
+    // SAFETY: `ptr` is non-null, NUL-terminated and valid for the whole program (a static
+    // string), and nothing writes to it; we copy it out at once.
+    let raw = unsafe { CStr::from_ptr(ptr) };
     raw.to_string_lossy().into_owned()
 }
 
@@ -78,32 +95,32 @@ impl Backend for Sodium {
 
     fn precompute(remote: &[u8; 32], local: &[u8; 32]) -> Option<Key> {
         init();
-        let mut key = Zeroizing::new([0u8; 32]);
+        let mut key = Key::zeroed();
         // SAFETY: `crypto_box_beforenm(k, pk, sk)` writes crypto_box_BEFORENMBYTES (32) bytes to
         // `k` and reads 32 bytes from each of `pk` and `sk` (crypto_box_PUBLICKEYBYTES and
-        // SECRETKEYBYTES); all three are distinct 32-byte arrays. libsodium wipes its own
-        // intermediate shared secret.
-        let rc = unsafe { ffi::crypto_box_beforenm(key.as_mut_ptr(), remote.as_ptr(), local.as_ptr()) };
+        // SECRETKEYBYTES); all three are distinct 32-byte arrays. (libsodium wipes the X25519
+        // output it keeps on its stack; the ladder's and HSalsa20's working state stay there
+        // until overwritten, as the pure-Rust backend's by-value scalar copies do.)
+        let rc = unsafe { ffi::crypto_box_beforenm(key.0.as_mut_ptr(), remote.as_ptr(), local.as_ptr()) };
         // -1: the X25519 output was all zero (low-order key); `key` is wiped on drop anyway.
         (rc == 0).then_some(key)
     }
 
     fn key_from_bytes(bytes: &[u8; 32]) -> Key {
         init();
-        Zeroizing::new(*bytes)
+        let mut key = Key::zeroed();
+        key.0.copy_from_slice(bytes);
+        key
     }
 
     fn key_bytes(key: &Key) -> &[u8; 32] {
-        key
+        &key.0
     }
 
     #[inline]
     fn seal_detached(key: &Key, nonce: &[u8; 24], buf: &mut [u8]) -> Option<[u8; TAG]> {
-        // Beyond this libsodium calls `sodium_misuse()`, which aborts: refuse first.
-        // SAFETY: a pure function returning a constant.
-        if buf.len() > unsafe { ffi::crypto_secretbox_messagebytes_max() } {
-            return None;
-        }
+        // (No length check: `crypto_secretbox_detached` accepts any length a slice can have; only
+        // the `_easy` variants call `sodium_misuse()` on lengths near SIZE_MAX.)
         let mut tag = [0u8; TAG];
         let mut scratch = [0u8; 1];
         let len = buf.len() as u64;
@@ -113,7 +130,7 @@ impl Backend for Sodium {
         // (NONCEBYTES) at `n` and 32 (KEYBYTES) at `k`. `c` and `m` are the same pointer, valid
         // for `len` bytes (a one-byte scratch when `len` is 0); libsodium documents in-place use
         // (it handles c == m). `tag`, `nonce` and `key` are separate arrays of the right sizes.
-        let rc = unsafe { ffi::crypto_secretbox_detached(p, tag.as_mut_ptr(), p, len, nonce.as_ptr(), key.as_ptr()) };
+        let rc = unsafe { ffi::crypto_secretbox_detached(p, tag.as_mut_ptr(), p, len, nonce.as_ptr(), key.0.as_ptr()) };
         (rc == 0).then_some(tag)
     }
 
@@ -127,7 +144,8 @@ impl Backend for Sodium {
         // bytes at `m` (returning -1 without writing when it fails). `m` and `c` are the same
         // pointer valid for `len` bytes (scratch when 0), which libsodium supports; the others
         // are separate arrays of the right sizes.
-        let rc = unsafe { ffi::crypto_secretbox_open_detached(p, p, tag.as_ptr(), len, nonce.as_ptr(), key.as_ptr()) };
+        let rc =
+            unsafe { ffi::crypto_secretbox_open_detached(p, p, tag.as_ptr(), len, nonce.as_ptr(), key.0.as_ptr()) };
         rc == 0
     }
 }
