@@ -197,3 +197,47 @@ fn a_nack_with_101_points_does_not_decode() {
         matches!(AckMessage::decode(&ok), Ok(AckMessage::Nack { alternative_points, .. }) if alternative_points.len() == 100)
     );
 }
+
+proptest! {
+    /// Every compiled backend computes the same channel key (or the same refusal) for any 32-byte
+    /// peer key, the same public key for any secret, and the same ciphertext and tag for any key,
+    /// nonce and plaintext; a flipped bit is refused by all of them. (Without `sodium` there is one
+    /// backend and this checks it against itself; CI runs both builds.)
+    #[test]
+    fn backends_agree(
+        secret in any::<[u8; 32]>(),
+        peer in any::<[u8; 32]>(),
+        nonce in any::<[u8; 24]>(),
+        plain in proptest::collection::vec(any::<u8>(), 0..3000),
+        flip in any::<usize>(),
+    ) {
+        use tezos_p2p::crypto::{CryptoBackend, SecretKey};
+        let sk = SecretKey::from_bytes(secret);
+        let nonce = Nonce::from_bytes(nonce);
+        let first = CryptoBackend::ALL[0];
+        let reference = ChannelKey::precompute_with(first, &PublicKey::from_bytes(peer), &sk).map(|k| *k.expose_secret());
+        let key = ChannelKey::from_bytes_with(first, [1; 32]);
+        let mut sealed = vec![0u8; 16];
+        sealed.extend_from_slice(&plain);
+        key.seal_in_place(&nonce, &mut sealed).unwrap();
+        let mut tampered = sealed.clone();
+        let i = flip % tampered.len();
+        tampered[i] ^= 1 << (flip % 8);
+        for &backend in CryptoBackend::ALL {
+            prop_assert_eq!(sk.public_key_with(backend), sk.public_key_with(first));
+            let got = ChannelKey::precompute_with(backend, &PublicKey::from_bytes(peer), &sk).map(|k| *k.expose_secret());
+            prop_assert_eq!(&got, &reference);
+            let key = ChannelKey::from_bytes_with(backend, [1; 32]);
+            let mut mine = vec![0u8; 16];
+            mine.extend_from_slice(&plain);
+            key.seal_in_place(&nonce, &mut mine).unwrap();
+            prop_assert_eq!(&mine, &sealed);
+            let mut opened = sealed.clone();
+            key.open_in_place(&nonce, &mut opened).unwrap();
+            prop_assert_eq!(&opened[16..], &plain[..]);
+            let mut bad = tampered.clone();
+            prop_assert!(key.open_in_place(&nonce, &mut bad).is_err());
+            prop_assert_eq!(&bad, &tampered, "a refused chunk is left as it was");
+        }
+    }
+}

@@ -55,6 +55,14 @@ pub fn metrics_child(on: bool, secs: f64) -> ExitCode {
             });
         }
         let workers = Workers::new(2);
+        // One arbiter per core, pinned: at the sodium build's ~1.7 GB/s the unpinned rate of
+        // identical runs spread from 1.5 to 2.0 GB/s as threads migrated, which drowned the
+        // recorder's real cost (0.1 % of CPU samples under perf); pinned runs agree within ±3 %.
+        for core in core_affinity::get_core_ids().unwrap_or_default().into_iter().take(workers.len()) {
+            workers.next().spawn(async move {
+                core_affinity::set_for_current(core);
+            });
+        }
         benchkit::connection_rate(&workers, 64 * 1024, secs, ConnectionConfig::default()).await
     });
     println!("{rate}");
@@ -170,19 +178,41 @@ pub fn run(json_path: Option<PathBuf>) -> ExitCode {
     });
     drop(system);
     say("metrics recorded and exported vs no recorder (child processes, alternating)");
-    let (mut on, mut off) = (Vec::new(), Vec::new());
-    // Five alternating rounds each way, medians compared: the machine is shared and noisy, and
-    // at the sodium build's ~1.7 GB/s single 3-second runs spread by ±10 % (fewer rounds gave
-    // medians 7 % apart with identical binaries).
-    for _ in 0..5 {
-        off.extend(child_rate(false, 3.0));
-        on.extend(child_rate(true, 3.0));
+    let (mut on, mut off, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    // Ten pairs of 2-second runs, one with and one without a recorder, back to back (the order
+    // alternating), and the median of the ten per-pair ratios. This 2-core VM is noisy in a
+    // particular way: at the sodium build's ~1.7 GB/s, runs fall into a ~1.6 and a ~1.8 GB/s
+    // mode for reasons outside the process, so medians taken per side swung by ±4 % between
+    // runs of identical binaries; a mode tends to last across neighbouring runs, so comparing
+    // neighbours cancels most of it. (Under perf, the recorder's own cost is ~0.1 % of samples.)
+    for round in 0..10 {
+        let order = if round % 2 == 0 { [false, true] } else { [true, false] };
+        let mut pair = [None, None];
+        for with_recorder in order {
+            pair[usize::from(with_recorder)] = child_rate(with_recorder, 2.0);
+        }
+        if let [Some(without), Some(with)] = pair {
+            off.push(without);
+            on.push(with);
+            if without > 0.0 {
+                ratios.push(with / without);
+            }
+        }
     }
+    say(&format!(
+        "metrics off, MB/s: {}; on: {}",
+        off.iter().map(|r| format!("{:.0}", r / 1e6)).collect::<Vec<_>>().join(" "),
+        on.iter().map(|r| format!("{:.0}", r / 1e6)).collect::<Vec<_>>().join(" ")
+    ));
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied().unwrap_or(0.0)
+        match v.len() {
+            0 => 0.0,
+            n if n % 2 == 1 => v[n / 2],
+            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        }
     };
-    let (on, off) = (median(&mut on), median(&mut off));
+    let (off, metrics_ratio) = (median(&mut off), median(&mut ratios));
 
     figures.push(Figure {
         name: "single-connection throughput, 64 KiB messages",
@@ -298,13 +328,13 @@ pub fn run(json_path: Option<PathBuf>) -> ExitCode {
         met: jain >= 0.95,
     });
     figures.push(Figure {
-        name: "throughput with metrics recorded and exported / without a recorder",
-        value: if off > 0.0 { on / off } else { 0.0 },
+        name: "throughput with metrics recorded and exported / without a recorder (median of 10 pairs)",
+        value: metrics_ratio,
         unit: "ratio",
-        ceiling: Some((off / 1e6, "MB/s without a recorder")),
+        ceiling: Some((off / 1e6, "MB/s without a recorder, median")),
         comparable: false,
         target: ">= 0.97",
-        met: off > 0.0 && on / off >= 0.97,
+        met: metrics_ratio >= 0.97,
     });
 
     println!("backend: {backend} ({})", backend.description());
