@@ -3,16 +3,13 @@
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 
 use std::hint::black_box;
-use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use tezos_p2p::benchkit;
 use tezos_p2p::crypto::{ChannelKey, CryptoBackend, Nonce, Opener, Sealer, SecretKey};
-use tezos_p2p::handshake::{Handshake, LocalConfig, Status};
-use tezos_p2p::identity::Identity;
 use tezos_p2p::message::{Encoding, MessageDecoder, RawMessage};
-use tezos_p2p::pow::PowTarget;
-use tezos_p2p::wire::{seal_chunks, ChunkDecoder, ChunkSize, ConnectionMetadata, NetworkVersion, MAX_CONTENT_LENGTH};
+use tezos_p2p::wire::{seal_chunks, ChunkDecoder, ChunkSize, MAX_CONTENT_LENGTH};
 
 fn chunk(c: &mut Criterion) {
     let nonce = Nonce::from_bytes([2; 24]);
@@ -41,42 +38,10 @@ fn chunk(c: &mut Criterion) {
     g.finish();
 }
 
-fn local() -> Arc<LocalConfig<ConnectionMetadata>> {
-    Arc::new(LocalConfig {
-        identity: Arc::new(Identity::ephemeral()),
-        advertised_port: Some(9732),
-        version: NetworkVersion::current("TEZOS_MAINNET"),
-        metadata: ConnectionMetadata::default(),
-        expected_pow: PowTarget::new(0.0).unwrap(),
-        crypto_backend: tezos_p2p::crypto::CryptoBackend::default(),
-    })
-}
-
-fn deliver(from: &mut Handshake<ConnectionMetadata>, to: &mut Handshake<ConnectionMetadata>) {
-    let bytes = from.take_output();
-    let mut rest = &bytes[..];
-    while !rest.is_empty() {
-        rest = &rest[to.read(rest).unwrap()..];
-        match to.status() {
-            Status::PeerAnnounced(_) => to.derive_keys().unwrap(),
-            Status::Authenticated(_) => to.accept().unwrap(),
-            _ => {}
-        }
-    }
-}
-
 fn handshake(c: &mut Criterion) {
-    let (a_cfg, b_cfg) = (local(), local());
+    let (a_cfg, b_cfg) = (benchkit::local(), benchkit::local());
     c.bench_function("handshake, both roles, in memory", |b| {
-        b.iter(|| {
-            let mut a = Handshake::new(a_cfg.clone(), false, Nonce::random(), None).unwrap();
-            let mut x = Handshake::new(b_cfg.clone(), true, Nonce::random(), None).unwrap();
-            for _ in 0..3 {
-                deliver(&mut a, &mut x);
-                deliver(&mut x, &mut a);
-            }
-            assert!(matches!(a.status(), Status::Established(_)));
-        })
+        b.iter(|| benchkit::establish(a_cfg.clone(), b_cfg.clone()).expect("handshake completes"))
     });
 }
 

@@ -11,8 +11,8 @@ use bytes::Bytes;
 mod common;
 
 use tezos_p2p::actor::{self, Connection, ConnectionConfig, Inbound, Node, NodeConfig, NodeEvent};
-use tezos_p2p::crypto::{CryptoBackend, Nonce};
-use tezos_p2p::handshake::{AuthError, Handshake, LocalConfig, Status};
+use tezos_p2p::crypto::CryptoBackend;
+use tezos_p2p::handshake::{AuthError, LocalConfig};
 use tezos_p2p::identity::Identity;
 use tezos_p2p::message::RawMessage;
 use tezos_p2p::pow::PowTarget;
@@ -94,26 +94,8 @@ async fn every_backend_pair_carries_messages_of_edge_sizes_both_ways() {
 /// two sessions agree chunk for chunk.
 #[test]
 fn the_handshake_derives_keys_with_the_configured_backend() {
-    fn deliver(from: &mut Handshake<ConnectionMetadata>, to: &mut Handshake<ConnectionMetadata>) {
-        let bytes = from.take_output();
-        let mut rest = &bytes[..];
-        while !rest.is_empty() {
-            rest = &rest[to.read(rest).unwrap()..];
-            match to.status() {
-                Status::PeerAnnounced(_) => to.derive_keys().unwrap(),
-                Status::Authenticated(_) => to.accept().unwrap(),
-                _ => {}
-            }
-        }
-    }
     for (a, b) in pairs() {
-        let mut ha = Handshake::new(local(a), false, Nonce::random(), None).unwrap();
-        let mut hb = Handshake::new(local(b), true, Nonce::random(), None).unwrap();
-        while !matches!((ha.status(), hb.status()), (Status::Established(_), Status::Established(_))) {
-            deliver(&mut ha, &mut hb);
-            deliver(&mut hb, &mut ha);
-        }
-        let (mut sa, mut sb) = (ha.into_session().unwrap(), hb.into_session().unwrap());
+        let (mut sa, mut sb) = tezos_p2p::benchkit::establish(local(a), local(b)).expect("handshake completes");
         assert_eq!((sa.sealer.backend(), sa.opener.backend()), (a, a));
         assert_eq!((sb.sealer.backend(), sb.opener.backend()), (b, b));
         for len in [0usize, 1, 1000, 65_519] {
