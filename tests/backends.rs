@@ -182,3 +182,90 @@ async fn nodes_on_different_backends_talk() {
     n1.shutdown().await;
     n2.shutdown().await;
 }
+
+/// The `tezos-p2p` binary of another build (`TEZOS_P2P_OTHER_BIN`; `.ci/run` keeps the default
+/// build's binary and runs this with `--features sodium`): peers *built* on different backends.
+fn other_build() -> std::path::PathBuf {
+    std::env::var_os("TEZOS_P2P_OTHER_BIN")
+        .map(std::path::PathBuf::from)
+        .expect("TEZOS_P2P_OTHER_BIN must name a tezos-p2p binary of another build")
+}
+
+/// The backend a binary reports in `--version`.
+fn backend_of(bin: &std::path::Path) -> String {
+    let out = std::process::Command::new(bin).arg("--version").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split("crypto backend: ").nth(1).and_then(|r| r.split(')').next()).unwrap_or_default().to_string()
+}
+
+/// Sends messages of edge sizes on `conn` and checks each comes back byte for byte.
+async fn echo_round_trip(conn: &Conn, what: &str) {
+    for (n, len) in [0usize, 1, 19, 65_517, 65_518, 1 << 20].into_iter().enumerate() {
+        let m = raw(len, 50 + n as u8);
+        conn.write(&m).await.unwrap();
+        assert_eq!(conn.read().await.unwrap(), (len + 4, m), "{what}, {len} bytes");
+    }
+}
+
+#[actix::test]
+#[ignore = "needs another build's binary in TEZOS_P2P_OTHER_BIN; run by .ci/run"]
+async fn this_build_and_another_build_interoperate_in_both_roles() {
+    // Async process IO: the connections' actors run on this test's thread, which must not block.
+    use std::process::Stdio;
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
+    use tokio::process::Command;
+    let other = other_build();
+    let (theirs, ours) = (backend_of(&other), CryptoBackend::default().name().to_string());
+    assert!(!theirs.is_empty(), "{} --version names no backend", other.display());
+    if cfg!(feature = "sodium") {
+        assert_eq!((theirs.as_str(), ours.as_str()), ("rust-crypto", "sodium"), "the builds must differ");
+    }
+
+    // Their binary listens and echoes; this build dials.
+    let mut child = Command::new(&other)
+        .args(["listen", "--addr", "127.0.0.1:0", "--echo", "--count", "1", "--expected-pow", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    tokio::time::timeout(T, out.read_line(&mut line)).await.expect("listening in time").unwrap();
+    let ev: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    assert_eq!(ev["event"], "listening", "{line}");
+    let addr: SocketAddr = ev["addr"].as_str().unwrap().parse().unwrap();
+    let conn: Conn = actor::connect(addr, local(CryptoBackend::default()), T)
+        .await
+        .unwrap()
+        .accept::<RawMessage>(ConnectionConfig::default())
+        .await
+        .unwrap();
+    echo_round_trip(&conn, &format!("{ours} dialer → {theirs} listener")).await;
+    conn.close(true).await;
+    let mut rest = String::new();
+    tokio::time::timeout(T, out.read_to_string(&mut rest)).await.expect("listener ends in time").unwrap();
+    assert_eq!(child.wait().await.unwrap().code(), Some(0), "{rest}");
+    assert!(rest.contains("\"disconnected\""), "{rest}");
+
+    // This build listens; their binary dials and echoes what we send.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut child = Command::new(&other)
+        .args(["connect", &addr.to_string(), "--echo", "--expected-pow", "0"])
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let (s, _) = tokio::time::timeout(T, listener.accept()).await.expect("dialled in time").unwrap();
+    let conn: Conn = actor::authenticate(s, local(CryptoBackend::default()), true, T)
+        .await
+        .unwrap()
+        .accept::<RawMessage>(ConnectionConfig::default())
+        .await
+        .unwrap();
+    echo_round_trip(&conn, &format!("{theirs} dialer → {ours} listener")).await;
+    conn.close(true).await;
+    let status = tokio::time::timeout(T, child.wait()).await.expect("dialer ends in time").unwrap();
+    assert_eq!(status.code(), Some(0));
+}

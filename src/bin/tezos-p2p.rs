@@ -13,9 +13,16 @@ use clap::{Parser, Subcommand};
 use tezos_p2p::identity::{Identity, IdentityError};
 use tezos_p2p::pow::{GenerateOptions, PowTarget};
 
+/// `--version`: the crate version and the crypto backend this build uses.
+#[cfg(feature = "sodium")]
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (crypto backend: sodium)");
+/// `--version`: the crate version and the crypto backend this build uses.
+#[cfg(not(feature = "sodium"))]
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (crypto backend: rust-crypto)");
+
 /// Typed, authenticated and encrypted connections speaking the Tezos (octez) P2P protocol.
 #[derive(Parser)]
-#[command(name = "tezos-p2p", version, about)]
+#[command(name = "tezos-p2p", version = VERSION, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
