@@ -64,7 +64,9 @@
 //! - [`identity`]: octez `identity.json` (§5.5).
 //! - [`wire`]: connection message, metadata, Ack/Nack, chunks (§§2, 4, 6, 7).
 //! - [`handshake`]: the session handshake as a sans-IO state machine (§§1, 8).
-//! - [`message`]: typed message encodings carried over a session (§9).
+//! - [`message`]: typed message encodings carried over a session (§9): the octez P2P envelope,
+//!   and [`message::db`], octez's distributed_db messages, typed.
+//! - [`shell`]: octez shell types (hashes, block headers, operations, mempools) and their bounds.
 //! - [`stat`]: octez `P2p_stat` and its moving average (§11.4).
 //! - [`actor`]: connections as actix actors, `authenticate` / `accept` / `nack` over TCP.
 //!
@@ -82,14 +84,19 @@ pub mod actor;
 pub mod bandwidth;
 #[doc(hidden)]
 pub mod benchkit;
+pub mod codec;
 pub mod crypto;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod handshake;
 pub mod identity;
+pub mod maintenance;
 pub mod message;
+pub mod overlay;
 pub mod peers;
+pub mod peers_file;
 pub mod pow;
+pub mod shell;
 pub mod stat;
 pub mod telemetry;
 pub mod wire;

@@ -4,12 +4,17 @@
 //! stream, the size of the next message, so that a reader can check that size against the
 //! maximum *before* allocating and can decode messages that span chunks or share one.
 
+use std::fmt;
 use std::net::SocketAddr;
 
 use bytes::{Buf as _, Bytes, BytesMut};
 
 use crate::crypto::PeerId;
-use crate::wire::{decode_point, encode_point, DecodeError, EncodeError, Reader};
+use crate::wire::{encode_point, parse_point, Cursor, DecodeError, EncodeError, Reader, MAX_POINT_TEXT};
+
+pub mod db;
+
+pub use db::OctezMessage;
 
 /// A message encoding (octez's `'msg` with its `Data_encoding.t`). Must be self-delimiting.
 pub trait Encoding: Sized + Clone + Send + 'static {
@@ -26,6 +31,25 @@ pub trait Encoding: Sized + Clone + Send + 'static {
     /// Decodes exactly one whole message (`frame_size` bytes). The frame is shared, so
     /// payloads can be kept as slices of it without copying.
     fn decode(frame: Bytes) -> Result<Self, DecodeError>;
+
+    /// Whether this is an octez P2P-layer message ([`Control`]), which a [`Node`] handles
+    /// itself. Encodings without a P2P layer keep the default (`false`).
+    ///
+    /// [`Node`]: crate::actor::Node
+    fn is_control(&self) -> bool {
+        false
+    }
+
+    /// The P2P-layer content of this message, or the message back if it is an application one.
+    fn into_control(self) -> Result<Control, Self> {
+        Err(self)
+    }
+
+    /// The message carrying `control`, if this encoding has a P2P layer (`None` otherwise).
+    fn from_control(control: Control) -> Option<Self> {
+        let _ = control;
+        None
+    }
 }
 
 /// Length of the `u32be` size prefix of `dynamic_size` encodings.
@@ -94,12 +118,102 @@ impl Encoding for RawMessage {
     }
 }
 
-/// Most points an `Advertise` carries.
+/// Most points an `Advertise` carries (octez `Variable.list ~max_length:100`).
 pub const MAX_ADVERTISED_POINTS: usize = 100;
 
-/// The real node's envelope (octez `P2p_message`): `u32be size ‖ u16be tag ‖ body`.
+/// An octez P2P-layer message (everything in `P2p_message` but `Message`): what a [`Node`]
+/// handles itself — answering `Bootstrap`, learning points from `Advertise`, swapping
+/// connections, closing on `Disconnect`.
+///
+/// [`Node`]: crate::actor::Node
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum P2pMessage {
+pub enum Control {
+    /// The sender is closing.
+    Disconnect,
+    /// Please advertise some points.
+    Bootstrap,
+    /// Known points, at most [`MAX_ADVERTISED_POINTS`].
+    Advertise(Vec<SocketAddr>),
+    /// Proposes replacing our connection with the sender by one with `peer_id` at `point`.
+    SwapRequest {
+        /// The proposed point.
+        point: SocketAddr,
+        /// Its peer.
+        peer_id: PeerId,
+    },
+    /// Accepts a swap: the sender will connect to `point` (`peer_id`) in our place.
+    SwapAck {
+        /// The proposed point.
+        point: SocketAddr,
+        /// Its peer.
+        peer_id: PeerId,
+    },
+}
+
+impl Control {
+    /// octez's case name (`Bootstrap`, `Swap_request`, …), for events and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Disconnect => "Disconnect",
+            Self::Bootstrap => "Bootstrap",
+            Self::Advertise(_) => "Advertise",
+            Self::SwapRequest { .. } => "Swap_request",
+            Self::SwapAck { .. } => "Swap_ack",
+        }
+    }
+}
+
+/// The application messages an envelope carries (octez `P2p_params.message_config`'s
+/// `encoding`: a list of cases with 16-bit tags). [`OpaqueMessage`] keeps bodies as bytes;
+/// [`db::DbMessage`] decodes octez's distributed_db messages.
+pub trait ApplicationMessage: Sized + Clone + Send + Sync + fmt::Debug + PartialEq + 'static {
+    /// Whether `tag` is one of this encoding's cases (any other tag is a decoding error).
+    fn is_tag(tag: u16) -> bool;
+
+    /// The tag of this message.
+    fn tag(&self) -> u16;
+
+    /// Appends the body (what follows the tag).
+    fn encode_body(&self, out: &mut Vec<u8>) -> Result<(), EncodeError>;
+
+    /// Decodes the body of a `tag` message from `c`, which ends where the envelope ends: the
+    /// body must consume it all.
+    fn decode_body(tag: u16, c: &mut Cursor<'_>) -> Result<Self, DecodeError>;
+}
+
+/// An application message kept opaque: its tag and the bytes after it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OpaqueMessage {
+    /// One of octez's `Distributed_db_message` tags (see [`is_application_tag`]).
+    pub tag: u16,
+    /// The encoded body after the tag.
+    pub body: Bytes,
+}
+
+impl ApplicationMessage for OpaqueMessage {
+    fn is_tag(tag: u16) -> bool {
+        is_application_tag(tag)
+    }
+
+    fn tag(&self) -> u16 {
+        self.tag
+    }
+
+    fn encode_body(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        out.extend_from_slice(&self.body);
+        Ok(())
+    }
+
+    fn decode_body(tag: u16, c: &mut Cursor<'_>) -> Result<Self, DecodeError> {
+        Ok(Self { tag, body: c.rest("message body")? })
+    }
+}
+
+/// The real node's envelope (octez `P2p_message`): `u32be size ‖ u16be tag ‖ body`, at most
+/// 100 MiB in all, around application messages `A` (default: [`OpaqueMessage`]; octez's typed
+/// distributed_db messages: [`OctezMessage`](db::OctezMessage)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum P2pMessage<A = OpaqueMessage> {
     /// 0x0001: the sender is closing.
     Disconnect,
     /// 0x0002: please advertise some points.
@@ -120,15 +234,9 @@ pub enum P2pMessage {
         /// Its peer.
         peer_id: PeerId,
     },
-    /// An application (distributed_db) message, body kept opaque. Only the tags octez's
-    /// `Distributed_db_message` defines are valid (see [`is_application_tag`]); any other tag is
-    /// a decoding error, as in octez (which greylists the sender).
-    Message {
-        /// The application tag.
-        tag: u16,
-        /// The encoded body after the tag.
-        body: Bytes,
-    },
+    /// An application message. Only the tags `A` defines are valid; any other tag is a
+    /// decoding error, as in octez (which greylists the sender).
+    Message(A),
 }
 
 /// Whether `tag` is one of octez's `Distributed_db_message` tags (protocol.md §9.5):
@@ -141,20 +249,53 @@ pub fn is_application_tag(tag: u16) -> bool {
     )
 }
 
-impl P2pMessage {
-    fn tag(&self) -> u16 {
+impl<A: ApplicationMessage> P2pMessage<A> {
+    /// The message's 16-bit tag.
+    pub fn tag(&self) -> u16 {
         match self {
             Self::Disconnect => 1,
             Self::Bootstrap => 2,
             Self::Advertise(_) => 3,
             Self::SwapRequest { .. } => 4,
             Self::SwapAck { .. } => 5,
-            Self::Message { tag, .. } => *tag,
+            Self::Message(m) => m.tag(),
         }
+    }
+
+    fn decode_in(c: &mut Cursor<'_>) -> Result<Self, DecodeError> {
+        c.dynamic("p2p message", MAX_P2P_MESSAGE_SIZE - SIZE_PREFIX, |c| {
+            let at = c.position();
+            Ok(match c.u16("p2p message tag")? {
+                1 => Self::Disconnect,
+                2 => Self::Bootstrap,
+                3 => {
+                    Self::Advertise(c.list_to_end("advertised points", Some(MAX_ADVERTISED_POINTS), decode_point_at)?)
+                }
+                tag @ (4 | 5) => {
+                    let point = decode_point_at(c)?;
+                    let peer_id = PeerId::from_bytes(c.array("swap peer id")?);
+                    if tag == 4 {
+                        Self::SwapRequest { point, peer_id }
+                    } else {
+                        Self::SwapAck { point, peer_id }
+                    }
+                }
+                tag if A::is_tag(tag) => Self::Message(A::decode_body(tag, c)?),
+                tag => return Err(DecodeError::at(at, DecodeError::InvalidTag { what: "p2p message", tag })),
+            })
+        })
     }
 }
 
-impl Encoding for P2pMessage {
+/// A point through the cursor (octez `P2p_point.Id.encoding`: a string of at most 51 bytes
+/// with its prefix).
+fn decode_point_at(c: &mut Cursor<'_>) -> Result<SocketAddr, DecodeError> {
+    let at = c.position();
+    let raw = c.dynamic("point", MAX_POINT_TEXT, |c| c.rest("point"))?;
+    parse_point(&raw).map_err(|e| DecodeError::at(at, e))
+}
+
+impl<A: ApplicationMessage> Encoding for P2pMessage<A> {
     const MAX_SIZE: usize = MAX_P2P_MESSAGE_SIZE;
 
     fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
@@ -178,11 +319,11 @@ impl Encoding for P2pMessage {
                     encode_point(point, out)?;
                     out.extend_from_slice(peer_id.as_bytes());
                 }
-                Self::Message { tag, body } => {
-                    if !is_application_tag(*tag) {
+                Self::Message(m) => {
+                    if !A::is_tag(m.tag()) {
                         return Err(EncodeError::InvalidValue("not a distributed_db message tag"));
                     }
-                    out.extend_from_slice(body);
+                    m.encode_body(out)?;
                 }
             }
             Ok(())
@@ -194,45 +335,35 @@ impl Encoding for P2pMessage {
     }
 
     fn decode(frame: Bytes) -> Result<Self, DecodeError> {
-        let mut outer = Reader::new(&frame);
-        let body = outer.sized("p2p message", Self::MAX_SIZE)?;
-        outer.finish("p2p message")?;
-        let mut r = Reader::new(body);
-        let msg = match r.u16("p2p message tag")? {
-            1 => Self::Disconnect,
-            2 => Self::Bootstrap,
-            3 => {
-                let mut points = Vec::new();
-                while r.remaining() > 0 {
-                    if points.len() == MAX_ADVERTISED_POINTS {
-                        return Err(DecodeError::TooManyElements {
-                            what: "advertised points",
-                            max: MAX_ADVERTISED_POINTS,
-                        });
-                    }
-                    points.push(decode_point(&mut r)?);
-                }
-                Self::Advertise(points)
-            }
-            tag @ (4 | 5) => {
-                let point = decode_point(&mut r)?;
-                let peer_id = PeerId::from_bytes(r.array("swap peer id")?);
-                if tag == 4 {
-                    Self::SwapRequest { point, peer_id }
-                } else {
-                    Self::SwapAck { point, peer_id }
-                }
-            }
-            tag if is_application_tag(tag) => {
-                // The body is everything after the 4-byte size and the 2-byte tag.
-                let body = frame.slice(SIZE_PREFIX + 2..);
-                r.take("message body", r.remaining())?;
-                Self::Message { tag, body }
-            }
-            tag => return Err(DecodeError::InvalidTag { what: "p2p message", tag }),
-        };
-        r.finish("p2p message")?;
-        Ok(msg)
+        let mut c = Cursor::new(&frame);
+        let m = Self::decode_in(&mut c).map_err(|e| DecodeError::at(c.position(), e))?;
+        c.finish("p2p message").map_err(|e| DecodeError::at(c.position(), e))?;
+        Ok(m)
+    }
+
+    fn into_control(self) -> Result<Control, Self> {
+        match self {
+            Self::Disconnect => Ok(Control::Disconnect),
+            Self::Bootstrap => Ok(Control::Bootstrap),
+            Self::Advertise(points) => Ok(Control::Advertise(points)),
+            Self::SwapRequest { point, peer_id } => Ok(Control::SwapRequest { point, peer_id }),
+            Self::SwapAck { point, peer_id } => Ok(Control::SwapAck { point, peer_id }),
+            m @ Self::Message(_) => Err(m),
+        }
+    }
+
+    fn from_control(control: Control) -> Option<Self> {
+        Some(match control {
+            Control::Disconnect => Self::Disconnect,
+            Control::Bootstrap => Self::Bootstrap,
+            Control::Advertise(points) => Self::Advertise(points),
+            Control::SwapRequest { point, peer_id } => Self::SwapRequest { point, peer_id },
+            Control::SwapAck { point, peer_id } => Self::SwapAck { point, peer_id },
+        })
+    }
+
+    fn is_control(&self) -> bool {
+        !matches!(self, Self::Message(_))
     }
 }
 
@@ -361,12 +492,12 @@ mod tests {
 
     #[test]
     fn application_messages_keep_their_tag_and_body() {
-        let m = P2pMessage::Message { tag: 0x10, body: Bytes::from_static(b"\x01\x02") };
+        let m: P2pMessage = P2pMessage::Message(OpaqueMessage { tag: 0x10, body: Bytes::from_static(b"\x01\x02") });
         let mut out = Vec::new();
         m.encode(&mut out).unwrap();
         assert_eq!(out, b"\x00\x00\x00\x04\x00\x10\x01\x02");
         assert_eq!(P2pMessage::decode(out.into()).unwrap(), m);
-        let bad = P2pMessage::Message { tag: 2, body: Bytes::new() };
+        let bad: P2pMessage = P2pMessage::Message(OpaqueMessage { tag: 2, body: Bytes::new() });
         assert!(bad.encode(&mut Vec::new()).is_err());
     }
 }

@@ -50,6 +50,27 @@ pub const GREYLIST: &str = "tezos_p2p_greylist_entries";
 /// Peers in the registry (gauge), label `state` = `running` | `known_points`.
 pub const PEERS: &str = "tezos_p2p_registry_peers";
 
+/// P2P-layer messages (counter), labels `kind` = `Bootstrap` | `Advertise` | `Swap_request` |
+/// `Swap_ack` | `Disconnect`, `direction` = `sent` | `received`.
+pub const OVERLAY_MESSAGES: &str = "tezos_p2p_overlay_messages_total";
+/// P2P-layer messages held by the per-connection throttle (counter), label `kind`.
+pub const OVERLAY_HELD: &str = "tezos_p2p_overlay_held_total";
+/// P2P-layer messages dropped because the overlay's mailbox was full (counter).
+pub const OVERLAY_DROPPED: &str = "tezos_p2p_overlay_dropped_total";
+/// Points received in `Advertise` messages (counter), label `result` = `new` | `known`.
+pub const ADVERTISED_POINTS: &str = "tezos_p2p_advertised_points_total";
+/// Dials (counter), label `result` = `connected` | `failed`.
+pub const DIALS: &str = "tezos_p2p_dials_total";
+/// Maintenance steps (counter), label `outcome` = `too_few` | `too_many` | `satisfied`.
+pub const MAINTENANCE_RUNS: &str = "tezos_p2p_maintenance_runs_total";
+/// Swaps (counter), label `result` = `requested` | `accepted` | `succeeded` | `failed` |
+/// `ignored`.
+pub const SWAPS: &str = "tezos_p2p_swaps_total";
+/// Known points (gauge), label `state` = `requested` | `accepted` | `running` | `disconnected`.
+pub const POINTS: &str = "tezos_p2p_points";
+/// Known peers (gauge).
+pub const KNOWN_PEERS: &str = "tezos_p2p_known_peers";
+
 /// Buckets of the handshake phase histogram, in seconds: 50 µs (one X25519) to 5 s (the
 /// handshake timeout), roughly ×2.5 apart.
 pub const HANDSHAKE_BUCKETS: &[f64] =
@@ -89,6 +110,18 @@ pub fn describe_all() {
     describe_gauge!(THROTTLED, Unit::Seconds, "Cumulative time connections spent waiting for bandwidth quota.");
     describe_gauge!(GREYLIST, "Greylist entries, by kind (ip, peer).");
     describe_gauge!(PEERS, "Registry peers and known points.");
+    describe_counter!(
+        OVERLAY_MESSAGES,
+        "P2P-layer messages (Bootstrap, Advertise, Swap, Disconnect), by kind and direction."
+    );
+    describe_counter!(OVERLAY_HELD, "P2P-layer messages held by the per-connection throttle, by kind.");
+    describe_counter!(OVERLAY_DROPPED, "P2P-layer messages dropped because the overlay was saturated.");
+    describe_counter!(ADVERTISED_POINTS, "Points received in Advertise messages, new or already known.");
+    describe_counter!(DIALS, "Outgoing connection attempts, by result.");
+    describe_counter!(MAINTENANCE_RUNS, "Maintenance steps, by outcome.");
+    describe_counter!(SWAPS, "Connection swaps, by result.");
+    describe_gauge!(POINTS, "Known points, by state.");
+    describe_gauge!(KNOWN_PEERS, "Known peers.");
     // Series with a closed label set exist from the start (at 0), so that dashboards and alerts
     // see "nothing happened" rather than "no data".
     for stage in ["handshake", "ack", "message"] {
@@ -98,6 +131,24 @@ pub fn describe_all() {
         metrics::counter!(HANDSHAKES, "result" => result).increment(0);
     }
     metrics::counter!(WRITE_WAITS).increment(0);
+    for kind in ["Bootstrap", "Advertise", "Swap_request", "Swap_ack", "Disconnect"] {
+        for direction in ["sent", "received"] {
+            metrics::counter!(OVERLAY_MESSAGES, "kind" => kind, "direction" => direction).increment(0);
+        }
+    }
+    metrics::counter!(OVERLAY_DROPPED).increment(0);
+    for result in ["new", "known"] {
+        metrics::counter!(ADVERTISED_POINTS, "result" => result).increment(0);
+    }
+    for result in ["connected", "failed"] {
+        metrics::counter!(DIALS, "result" => result).increment(0);
+    }
+    for outcome in ["too_few", "too_many", "satisfied"] {
+        metrics::counter!(MAINTENANCE_RUNS, "outcome" => outcome).increment(0);
+    }
+    for result in ["requested", "accepted", "succeeded", "failed", "ignored"] {
+        metrics::counter!(SWAPS, "result" => result).increment(0);
+    }
     if !per_peer() {
         for name in [SENT_BYTES, RECEIVED_BYTES, SENT_MESSAGES, RECEIVED_MESSAGES] {
             metrics::counter!(name).increment(0);

@@ -223,7 +223,7 @@ async fn this_build_and_another_build_interoperate_in_both_roles() {
 
     // Their binary listens and echoes; this build dials.
     let mut child = Command::new(&other)
-        .args(["listen", "--addr", "127.0.0.1:0", "--echo", "--count", "1", "--expected-pow", "0"])
+        .args(["listen", "--addr", "127.0.0.1:0", "--echo", "--count", "1", "--expected-pow", "0", "--messages", "raw"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -252,7 +252,7 @@ async fn this_build_and_another_build_interoperate_in_both_roles() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mut child = Command::new(&other)
-        .args(["connect", &addr.to_string(), "--echo", "--expected-pow", "0"])
+        .args(["connect", &addr.to_string(), "--echo", "--expected-pow", "0", "--messages", "raw"])
         .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()

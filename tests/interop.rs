@@ -47,7 +47,19 @@ fn run(mut cmd: Command) -> Output {
 #[test]
 fn our_listener_echoes_random_messages_up_to_1_mib_byte_exact() {
     let mut ours = bin();
-    ours.args(["listen", "--addr", "127.0.0.1:0", "--echo", "--count", "2", "--expected-pow", "0"]);
+    // Random payloads: raw messages (the octez encoding would refuse random bytes).
+    ours.args([
+        "listen",
+        "--addr",
+        "127.0.0.1:0",
+        "--echo",
+        "--count",
+        "2",
+        "--expected-pow",
+        "0",
+        "--messages",
+        "raw",
+    ]);
     let (child, port, out) = start_listener(ours);
     let target = format!("127.0.0.1:{port}");
     // Aligned chunks, then messages packed across 19-byte chunks (several per chunk, many per message).
@@ -114,7 +126,7 @@ fn our_connector_echoes_what_their_listener_sends() {
     let (child, port, out) = start_listener(theirs);
     let r = run({
         let mut c = bin();
-        c.args(["connect", &format!("127.0.0.1:{port}"), "--expected-pow", "0", "--echo"]);
+        c.args(["connect", &format!("127.0.0.1:{port}"), "--expected-pow", "0", "--echo", "--messages", "raw"]);
         c
     });
     assert_eq!(r.status.code(), Some(0), "{}", String::from_utf8_lossy(&r.stderr));
@@ -194,7 +206,18 @@ fn our_listener_nacks_another_chain_with_unknown_chain_name_and_v0_peers_with_na
 #[test]
 fn our_listener_refuses_insufficient_pow_and_keeps_serving() {
     let mut ours = bin();
-    ours.args(["listen", "--addr", "127.0.0.1:0", "--count", "3", "--expected-pow", "12", "--echo"]);
+    ours.args([
+        "listen",
+        "--addr",
+        "127.0.0.1:0",
+        "--count",
+        "3",
+        "--expected-pow",
+        "12",
+        "--echo",
+        "--messages",
+        "raw",
+    ]);
     let (child, port, out) = start_listener(ours);
     let target = format!("127.0.0.1:{port}");
     let weak = run({

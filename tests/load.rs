@@ -24,7 +24,7 @@ async fn node(max_connections: usize) -> LoadNode {
     let mut config = NodeConfig::new(Identity::ephemeral(), ConnectionMetadata::default());
     config.listen_addr = Some("127.0.0.1:0".parse().unwrap());
     config.expected_pow = PowTarget::new(0.0).unwrap();
-    config.limits = ConnectionLimits { max_connections, max_pending_incoming: 256 };
+    config.limits = ConnectionLimits { max_connections, max_pending_incoming: 256, ..ConnectionLimits::default() };
     config.handshake_timeout = Duration::from_secs(30);
     LoadNode::start(config).await.unwrap()
 }

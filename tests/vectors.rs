@@ -222,7 +222,7 @@ fn check(v: &Value, backend: CryptoBackend) {
                 msg.encode(&mut out).unwrap();
                 assert_eq!(out, h(&e["bytes_hex"]), "{id}");
                 assert_eq!(
-                    P2pMessage::decode(out.clone().into()).ok() == Some(msg),
+                    <P2pMessage>::decode(out.clone().into()).ok() == Some(msg),
                     e["valid"].as_bool().unwrap(),
                     "{id}"
                 );
@@ -236,7 +236,7 @@ fn check(v: &Value, backend: CryptoBackend) {
                 let want: Vec<&str> = points.iter().map(|p| p.as_str().unwrap()).collect();
                 assert_eq!(got, want, "{id}");
                 let env = h(&e["derived_full_envelope_hex"]);
-                let msg = P2pMessage::decode(env.clone().into()).unwrap();
+                let msg = <P2pMessage>::decode(env.clone().into()).unwrap();
                 let P2pMessage::Advertise(list) = &msg else { panic!("{id}: {msg:?}") };
                 assert_eq!(list.len(), want.len());
                 let mut out = Vec::new();
@@ -244,11 +244,11 @@ fn check(v: &Value, backend: CryptoBackend) {
                 assert_eq!(out, env, "{id}: re-encoding");
             } else {
                 let bytes = h(&i["bytes_hex"]);
-                let decoded = P2pMessage::frame_size(&bytes)
+                let decoded = <P2pMessage>::frame_size(&bytes)
                     .ok()
                     .flatten()
                     .filter(|n| *n == bytes.len())
-                    .and_then(|_| P2pMessage::decode(bytes.clone().into()).ok());
+                    .and_then(|_| <P2pMessage>::decode(bytes.clone().into()).ok());
                 assert_eq!(decoded.is_some(), e["valid"].as_bool().unwrap(), "{id}: {decoded:?}");
             }
         }

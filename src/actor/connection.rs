@@ -52,8 +52,29 @@ pub(super) struct ReadItem<E> {
     pub(super) _permit: OwnedSemaphorePermit,
 }
 
+/// A subscriber to inbound messages; `p2p`: it also wants the P2P-layer messages a node
+/// handles itself (`Bootstrap`, `Advertise`, …).
+pub(super) struct Subscriber<E: Send + 'static> {
+    pub(super) recipient: Recipient<Inbound<E>>,
+    pub(super) p2p: bool,
+}
+
+impl<E: Send + 'static> Clone for Subscriber<E> {
+    fn clone(&self) -> Self {
+        Self { recipient: self.recipient.clone(), p2p: self.p2p }
+    }
+}
+
 /// Subscribers to inbound messages, swapped as a whole so the reader reads them lock-free.
-pub(super) type Subscribers<E> = Arc<Vec<Recipient<Inbound<E>>>>;
+pub(super) type Subscribers<E> = Arc<Vec<Subscriber<E>>>;
+
+/// Where a node's connections hand the P2P-layer messages they receive (the overlay actor),
+/// and the rules for throttling them.
+#[derive(Clone)]
+pub(crate) struct ControlSink {
+    pub(crate) recipient: Recipient<super::overlay::ControlIn>,
+    pub(crate) config: Arc<crate::overlay::OverlayConfig>,
+}
 
 /// The state the handle, the actors and the reader/writer loops share.
 pub(super) struct Shared<E: Encoding, M> {
@@ -81,6 +102,9 @@ pub(super) struct Shared<E: Encoding, M> {
     pub(super) subscribers: watch::Sender<Subscribers<E>>,
     /// Subscribers to [`Closed`], and the event once it has fired (late subscribers get it at once).
     pub(super) closed_subscribers: Mutex<(Vec<Recipient<Closed>>, Option<Closed>)>,
+    /// Where P2P-layer messages go (a node's overlay), if the connection belongs to a node
+    /// whose encoding has a P2P layer.
+    pub(super) control: Option<ControlSink>,
 }
 
 /// Budget units a message of `size` bytes takes from a queue of `max` bytes: at most the whole
@@ -260,6 +284,7 @@ impl<E: Encoding, M: Metadata> Connection<E, M> {
         version: NetworkVersion,
         config: ConnectionConfig,
         handshake: HandshakeBytes,
+        control: Option<ControlSink>,
     ) -> Self {
         let Session { info, sealer, opener } = session;
         let (write_tx, write_rx) = mpsc::channel(config.queue_messages.max(1));
@@ -284,6 +309,7 @@ impl<E: Encoding, M: Metadata> Connection<E, M> {
             reason: OnceLock::new(),
             subscribers,
             closed_subscribers: Mutex::new((Vec::new(), None)),
+            control,
             config,
         });
         let (rd, wr) = stream.into_split();
@@ -423,10 +449,24 @@ impl<E: Encoding, M: Metadata> Connection<E, M> {
     /// reader, which stops reading the socket: TCP pushes back on the peer and memory stays
     /// bounded (at most one message in flight per subscriber). A subscriber that stopped is
     /// skipped.
+    ///
+    /// On a [`Node`](super::Node)'s connection whose encoding has a P2P layer, the P2P-layer
+    /// messages (`Bootstrap`, `Advertise`, `Swap_*`, `Disconnect`) are handled by the node and
+    /// not delivered here: see [`Connection::subscribe_all`].
     pub fn subscribe(&self, recipient: Recipient<Inbound<E>>) {
+        self.add_subscriber(recipient, false);
+    }
+
+    /// Like [`Connection::subscribe`], and also delivers the P2P-layer messages a node handles
+    /// itself (after the node has seen them).
+    pub fn subscribe_all(&self, recipient: Recipient<Inbound<E>>) {
+        self.add_subscriber(recipient, true);
+    }
+
+    fn add_subscriber(&self, recipient: Recipient<Inbound<E>>, p2p: bool) {
         self.shared.subscribers.send_modify(|subs| {
             let mut v = (**subs).clone();
-            v.push(recipient);
+            v.push(Subscriber { recipient, p2p });
             *subs = Arc::new(v);
         });
     }

@@ -15,12 +15,15 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
 
 use super::connection::{
-    ChildStopped, ConnectionActor, Inbound, ReadItem, Shared, Subscribers, WriteCmd, QUEUE_OVERHEAD,
+    ChildStopped, ConnectionActor, ControlSink, Inbound, ReadItem, Shared, Subscribers, WriteCmd, QUEUE_OVERHEAD,
 };
+use super::overlay::ControlIn;
 use super::scheduler::MIN_UNIT;
 use super::{CloseReason, Meter};
 use crate::crypto::Sealer;
+use crate::message::Control;
 use crate::message::{Encoding, MessageDecoder};
+use crate::overlay::Throttle;
 use crate::telemetry;
 use crate::wire::{seal_chunks, ChunkDecoder, ChunkError, Metadata};
 
@@ -117,6 +120,7 @@ impl<E: Encoding, M: Metadata> ReaderParts<E, M> {
             (metrics::counter!(telemetry::RECEIVED_BYTES), metrics::counter!(telemetry::RECEIVED_MESSAGES))
         };
         let mut subscribers = self.subs.borrow_and_update().clone();
+        let mut throttle = Throttle::default();
         let read_size = self.shared.config.read_buffer_size.max(1);
         // Allocated on demand and dropped when drained, so an idle connection holds no buffer.
         let mut buf = BytesMut::new();
@@ -175,7 +179,17 @@ impl<E: Encoding, M: Metadata> ReaderParts<E, M> {
                                 if self.subs.has_changed().unwrap_or(false) {
                                     subscribers = self.subs.borrow_and_update().clone();
                                 }
-                                self.deliver(&subscribers, size, msg).await?;
+                                match &self.shared.control {
+                                    Some(sink) if msg.is_control() => {
+                                        let sink = sink.clone();
+                                        if let Err(end) =
+                                            self.control(&sink, &mut throttle, &subscribers, size, msg).await
+                                        {
+                                            return end;
+                                        }
+                                    }
+                                    _ => self.deliver(&subscribers, size, msg, false).await?,
+                                }
                             }
                             Ok(None) => break,
                             Err(e) => return Some(CloseReason::Decoding(e)),
@@ -190,15 +204,68 @@ impl<E: Encoding, M: Metadata> ReaderParts<E, M> {
         }
     }
 
-    /// Hands one message on; `None` (as an early return) when the connection was cancelled.
-    async fn deliver(&self, subscribers: &Subscribers<E>, size: usize, msg: E) -> Option<()> {
-        let cancel = &self.shared.cancel;
-        if !subscribers.is_empty() {
-            let (last, rest) = subscribers.split_last()?;
-            for s in rest {
-                self.send_to(s, size, msg.clone()).await?;
+    /// A P2P-layer message on a node's connection: held per the throttle (the reader waits, so
+    /// a flooding peer is slowed down by TCP), handed to the node's overlay, then to the
+    /// subscribers that asked for such messages. `Disconnect` ends the connection. `Err` carries
+    /// how the reader must end (`None`: cancelled).
+    async fn control(
+        &self,
+        sink: &ControlSink,
+        throttle: &mut Throttle,
+        subscribers: &Subscribers<E>,
+        size: usize,
+        msg: E,
+    ) -> Result<(), Option<CloseReason>> {
+        let copy = subscribers.iter().any(|s| s.p2p).then(|| msg.clone());
+        let Ok(control) = msg.into_control() else { return Ok(()) };
+        if control == Control::Disconnect {
+            metrics::counter!(telemetry::OVERLAY_MESSAGES, "kind" => "Disconnect", "direction" => "received")
+                .increment(1);
+            if let Some(m) = copy {
+                self.deliver(subscribers, size, m, true).await.ok_or(None)?;
             }
-            return self.send_to(last, size, msg).await;
+            return Err(Some(CloseReason::Disconnect));
+        }
+        let hold = throttle.hold(&control, std::time::Instant::now(), &sink.config);
+        if !hold.is_zero() {
+            metrics::counter!(telemetry::OVERLAY_HELD, "kind" => control.name()).increment(1);
+            tokio::select! {
+                biased;
+                () = self.shared.cancel.cancelled() => return Err(None),
+                () = tokio::time::sleep(hold) => {}
+            }
+        }
+        let event = ControlIn { connection: self.shared.id, peer_id: self.shared.info.peer_id, control };
+        // The overlay's mailbox is bounded: when it is full the message is dropped and counted
+        // (the throttle above already bounds what one peer can send it).
+        if sink.recipient.try_send(event).is_err() {
+            metrics::counter!(telemetry::OVERLAY_DROPPED).increment(1);
+        }
+        if let Some(m) = copy {
+            self.deliver(subscribers, size, m, true).await.ok_or(None)?;
+        }
+        Ok(())
+    }
+
+    /// Hands one message on; `None` (as an early return) when the connection was cancelled.
+    /// `p2p_only`: a P2P-layer message the node handled, for the subscribers that asked for
+    /// those (never for the read queue).
+    async fn deliver(&self, subscribers: &Subscribers<E>, size: usize, msg: E, p2p_only: bool) -> Option<()> {
+        let cancel = &self.shared.cancel;
+        let wanted = |s: &&super::connection::Subscriber<E>| !p2p_only || s.p2p;
+        let mut left = subscribers.iter().filter(wanted).count();
+        if left > 0 {
+            // Clones for all but the last, which takes the message itself.
+            for s in subscribers.iter().filter(wanted) {
+                left -= 1;
+                if left == 0 {
+                    return self.send_to(&s.recipient, size, msg).await;
+                }
+                self.send_to(&s.recipient, size, msg.clone()).await?;
+            }
+        }
+        if p2p_only {
+            return Some(());
         }
         let units =
             u32::try_from(size.saturating_add(QUEUE_OVERHEAD).min(self.shared.config.incoming_queue_bytes).max(1))

@@ -21,19 +21,23 @@
 //! handle and the reader/writer actors. The actors own the socket halves and the crypto state
 //! and report how and why they stopped; the connection actor turns that into one close reason.
 
+pub mod admin;
 mod connection;
 mod io;
 mod node;
+mod overlay;
 mod registry;
 mod scheduler;
 mod socket;
 mod workers;
 
+pub use admin::{AdminApi, AdminError};
 pub use connection::{
     live_connections, Close, Closed, Connection, ConnectionActor, Inbound, Info, LocalMetadata, PrivateNode, Read,
     ReadNow, RemoteMetadata, Stat, Subscribe, SubscribeClosed, Write, WriteNow, WriteSync,
 };
 pub use node::{Node, NodeBuilder, NodeConfig, NodeError, PeerInfo, DEFAULT_CONNECT_TIMEOUT};
+pub use overlay::ControlIn;
 pub use registry::{is_refusal, NodeEvent, Registry, RegistryActor, SubscribeEvents};
 pub use scheduler::{Limits, Meter, Scheduler, SchedulerActor, SetLimits, REFRESH};
 pub use socket::authenticate_filtered;
@@ -125,6 +129,9 @@ pub enum CloseReason {
     /// The socket failed.
     #[error("socket error: {0}")]
     Io(String),
+    /// The peer sent `Disconnect` (octez `P2p_message.Disconnect`): it is closing, not at fault.
+    #[error("the peer sent Disconnect")]
+    Disconnect,
 }
 
 impl CloseReason {
@@ -137,6 +144,7 @@ impl CloseReason {
             Self::InvalidIncomingCiphertextSize { .. } => "InvalidIncomingCiphertextSize",
             Self::Decoding(_) => "DecodingError",
             Self::Io(_) => "Io",
+            Self::Disconnect => "Disconnect",
         }
     }
 
@@ -145,8 +153,9 @@ impl CloseReason {
     pub fn greylists(&self) -> bool {
         match self {
             Self::DecipherError | Self::InvalidIncomingCiphertextSize { .. } | Self::Decoding(_) => true,
-            // Closes and socket errors are not the peer's proven fault.
-            Self::LocalClose | Self::ConnectionClosed | Self::Io(_) => false,
+            // Closes and socket errors are not the peer's proven fault; octez does not greylist
+            // a peer that said goodbye.
+            Self::LocalClose | Self::ConnectionClosed | Self::Io(_) | Self::Disconnect => false,
         }
     }
 }

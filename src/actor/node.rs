@@ -2,26 +2,33 @@
 //! connect handler does (protocol.md §10.2).
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use dashmap::DashMap;
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::connection::ControlSink;
+use super::overlay::OverlayActor;
 use super::registry::{NodeEvent, Registry, SubscribeEvents};
 use super::socket::authenticate_filtered;
 use super::{Authenticated, Connection, ConnectionConfig, Inbound, Limits, Scheduler, Workers};
 use crate::crypto::{CryptoBackend, PeerId};
 use crate::handshake::{AuthError, LocalConfig, DEFAULT_HANDSHAKE_TIMEOUT};
 use crate::identity::Identity;
-use crate::message::Encoding;
-use crate::peers::{AclConfig, AdmitError, ConnectionLimits, PeerEntry, PeerTable};
+use crate::maintenance::MaintenanceConfig;
+use crate::message::{Control, Encoding};
+use crate::overlay::OverlayConfig;
+use crate::peers::{AclConfig, AdmitError, ConnectionLimits, PeerEntry, PeerTable, PointInfo, ADVERTISED_POINTS};
+use crate::peers_file::{PeersFileConfig, PeersFileError, WallClock};
 use crate::pow::PowTarget;
-use crate::wire::{Metadata, NackMotive, NetworkVersion, MAX_NACK_POINTS};
+use crate::telemetry;
+use crate::wire::{Metadata, NackMotive, NetworkVersion};
 
 /// octez's `connection_timeout` for outgoing connections (TCP connect + handshake): 10 s.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -57,6 +64,21 @@ pub struct NodeConfig<M> {
     pub workers: usize,
     /// Which implementation does the channel crypto (default: the fastest compiled in).
     pub crypto_backend: CryptoBackend,
+    /// Keep the connection count between the limits' thresholds by dialling known points and
+    /// closing extra connections (octez `P2p_maintenance`). `None` (the library's default): the
+    /// node dials only when asked ([`Node::connect`]) and admits up to `max_connections`.
+    pub maintenance: Option<MaintenanceConfig>,
+    /// How P2P-layer messages (`Bootstrap`, `Advertise`, `Swap_*`) are answered, when the
+    /// message encoding has a P2P layer ([`P2pMessage`](crate::message::P2pMessage)).
+    pub overlay: OverlayConfig,
+    /// octez's private mode: only trusted points are dialled and accepted, P2P-layer messages
+    /// are ignored, no point is advertised. (Announce it to peers by setting `private_node` in
+    /// [`NodeConfig::metadata`], as `tezos-p2p listen --private-mode` does.)
+    pub private_mode: bool,
+    /// Trusted points (octez bootstrap peers): dialled first, never forgotten.
+    pub trusted_points: Vec<SocketAddr>,
+    /// Where to keep what the node learns across restarts (`None`: nothing is kept).
+    pub peers_file: Option<PeersFileConfig>,
 }
 
 impl<M: Metadata> NodeConfig<M> {
@@ -78,6 +100,11 @@ impl<M: Metadata> NodeConfig<M> {
             connection: ConnectionConfig::default(),
             workers: 0,
             crypto_backend: CryptoBackend::default(),
+            maintenance: None,
+            overlay: OverlayConfig::default(),
+            private_mode: false,
+            trusted_points: Vec::new(),
+            peers_file: None,
         }
     }
 }
@@ -149,6 +176,30 @@ impl<M: Metadata> NodeBuilder<M> {
         self
     }
 
+    /// Run maintenance (see [`NodeConfig::maintenance`]).
+    pub fn maintenance(mut self, maintenance: MaintenanceConfig) -> Self {
+        self.config.maintenance = Some(maintenance);
+        self
+    }
+
+    /// Trust `point` (a bootstrap peer).
+    pub fn trusted_point(mut self, point: SocketAddr) -> Self {
+        self.config.trusted_points.push(point);
+        self
+    }
+
+    /// Keep the peers file (see [`NodeConfig::peers_file`]).
+    pub fn peers_file(mut self, peers_file: PeersFileConfig) -> Self {
+        self.config.peers_file = Some(peers_file);
+        self
+    }
+
+    /// octez's private mode (see [`NodeConfig::private_mode`]).
+    pub fn private_mode(mut self, private: bool) -> Self {
+        self.config.private_mode = private;
+        self
+    }
+
     /// The configuration built so far.
     pub fn config(&self) -> &NodeConfig<M> {
         &self.config
@@ -172,6 +223,12 @@ pub enum NodeError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The limits are inconsistent (e.g. `min_connections` above `max_connections`).
+    #[error("invalid connection limits: {0}")]
+    Limits(String),
+    /// The peers file could not be read (or, with `recover_corrupt`, moved aside).
+    #[error(transparent)]
+    PeersFile(#[from] PeersFileError),
 }
 
 /// A handshake in progress on the listener, which may be evicted by a newer one if it has not
@@ -182,23 +239,41 @@ struct Pending {
     cancel: CancellationToken,
 }
 
-struct Inner<E: Encoding, M: Metadata> {
-    local: Arc<LocalConfig<M>>,
-    config: NodeConfig<M>,
+pub(super) struct Inner<E: Encoding, M: Metadata> {
+    pub(super) local: Arc<LocalConfig<M>>,
+    pub(super) config: NodeConfig<M>,
     workers: Workers,
     scheduler: Scheduler,
-    registry: Registry,
-    connections: DashMap<PeerId, Connection<E, M>>,
-    inbound: Mutex<Vec<Recipient<Inbound<E>>>>,
+    pub(super) registry: Registry,
+    pub(super) connections: DashMap<PeerId, Connection<E, M>>,
+    /// Subscribers to inbound messages (`true`: P2P-layer messages too).
+    inbound: Mutex<Vec<(Recipient<Inbound<E>>, bool)>>,
     listen_addr: Option<SocketAddr>,
-    shutdown: CancellationToken,
+    pub(super) shutdown: CancellationToken,
     pending: Mutex<VecDeque<Pending>>,
     next_pending: AtomicU64,
+    /// Where connections hand P2P-layer messages (set when the encoding has a P2P layer).
+    control: OnceLock<ControlSink>,
+    /// The overlay actor (P2P-layer answers, swaps, maintenance).
+    overlay: OnceLock<Addr<OverlayActor<E, M>>>,
+    /// Wakes maintenance (a connection came or went, or someone asked).
+    pub(super) wake: Arc<Notify>,
+    /// A new point was learned (maintenance waits for one after asking peers).
+    pub(super) new_point: Arc<Notify>,
+    /// Monotonic ↔ wall-clock time, for the peers file and the admin API.
+    pub(super) clock: WallClock,
+}
+
+impl<E: Encoding, M: Metadata> Inner<E, M> {
+    /// The overlay actor, once started.
+    pub(super) fn overlay_addr(&self) -> Option<Addr<OverlayActor<E, M>>> {
+        self.overlay.get().cloned()
+    }
 }
 
 /// A running node: its connections, scheduler and registry. Cheap to clone.
 pub struct Node<E: Encoding, M: Metadata> {
-    inner: Arc<Inner<E, M>>,
+    pub(super) inner: Arc<Inner<E, M>>,
 }
 
 impl<E: Encoding, M: Metadata> Clone for Node<E, M> {
@@ -224,9 +299,13 @@ impl<M: Metadata> Node<crate::message::RawMessage, M> {
 }
 
 impl<E: Encoding, M: Metadata> Node<E, M> {
-    /// Starts the node: binds the listener (if configured), the scheduler, the registry and the
+    /// Starts the node: binds the listener (if configured), loads the peers file (if any),
+    /// starts the scheduler, the registry, the overlay (and maintenance, if configured) and the
     /// worker arbiters. Must run inside an actix `System`.
     pub async fn start(config: NodeConfig<M>) -> Result<Self, NodeError> {
+        if config.maintenance.is_some() {
+            config.limits.check().map_err(NodeError::Limits)?;
+        }
         let listener = match config.listen_addr {
             Some(addr) => {
                 Some(tokio::net::TcpListener::bind(addr).await.map_err(|source| NodeError::Bind { addr, source })?)
@@ -242,24 +321,79 @@ impl<E: Encoding, M: Metadata> Node<E, M> {
             expected_pow: config.expected_pow,
             crypto_backend: config.crypto_backend,
         });
+        let clock = WallClock::now();
+        let now = Instant::now();
+        let mut table = PeerTable::new(config.acl.clone(), config.limits);
+        table.set_maintained(config.maintenance.is_some());
+        if let Some(l) = listen_addr.filter(|l| !l.ip().is_unspecified()) {
+            table.add_own_point(l);
+            if let Some(port) = local.advertised_port {
+                table.add_own_point(SocketAddr::new(l.ip(), port));
+            }
+        }
+        if let Some(pf) = &config.peers_file {
+            match crate::peers_file::load(&pf.path) {
+                Ok(None) => {}
+                Ok(Some(doc)) => match crate::peers_file::apply(&doc, &mut table, &clock, now) {
+                    Ok(r) => {
+                        tracing::info!(path = %pf.path.display(), peers = r.peers, points = r.points, "peers file loaded")
+                    }
+                    Err(reason) => {
+                        let e = PeersFileError::Corrupt { path: pf.path.clone(), reason };
+                        if !pf.recover_corrupt {
+                            return Err(e.into());
+                        }
+                        let aside = crate::peers_file::move_aside(&pf.path)?;
+                        tracing::warn!("{e}; moved aside to {}", aside.display());
+                    }
+                },
+                Err(e @ PeersFileError::Corrupt { .. }) if pf.recover_corrupt => {
+                    let aside = crate::peers_file::move_aside(&pf.path)?;
+                    tracing::warn!("{e}; moved aside to {}", aside.display());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        for p in &config.trusted_points {
+            table.set_point_trusted(*p, true, now);
+        }
         let workers = if config.workers == 0 { Workers::per_core() } else { Workers::new(config.workers) };
         let inner = Arc::new(Inner {
             local,
             workers,
             scheduler: Scheduler::start(config.bandwidth),
-            registry: Registry::start(PeerTable::new(config.acl.clone(), config.limits)),
+            registry: Registry::start(table),
             connections: DashMap::new(),
             inbound: Mutex::new(Vec::new()),
             listen_addr,
             shutdown: CancellationToken::new(),
             pending: Mutex::new(VecDeque::new()),
             next_pending: AtomicU64::new(0),
+            control: OnceLock::new(),
+            overlay: OnceLock::new(),
+            wake: Arc::new(Notify::new()),
+            new_point: Arc::new(Notify::new()),
+            clock,
             config,
         });
+        let overlay = OverlayActor::new(Arc::downgrade(&inner)).start();
+        if E::from_control(Control::Bootstrap).is_some() {
+            let _ = inner.control.set(ControlSink {
+                recipient: overlay.clone().recipient(),
+                config: Arc::new(inner.config.overlay.clone()),
+            });
+        }
+        let _ = inner.overlay.set(overlay);
         if let Some(listener) = listener {
             actix::spawn(listen(inner.clone(), listener));
         }
         actix::spawn(sample_metrics(Arc::downgrade(&inner)));
+        if inner.config.maintenance.is_some() {
+            actix::spawn(super::overlay::maintenance_loop(Arc::downgrade(&inner)));
+        }
+        if let Some(pf) = inner.config.peers_file.clone() {
+            actix::spawn(save_peers_periodically(Arc::downgrade(&inner), pf.save_period));
+        }
         Ok(Self { inner })
     }
 
@@ -273,14 +407,36 @@ impl<E: Encoding, M: Metadata> Node<E, M> {
         self.inner.local.identity.peer_id
     }
 
-    /// Dials `point`, authenticates and accepts; the connection runs on a worker arbiter.
+    /// Dials `point`, authenticates and accepts; the connection runs on a worker arbiter. The
+    /// point's state and reconnection delay are kept in the table (maintenance honours the
+    /// delay; an explicit `connect` does not, as in octez).
     pub async fn connect(&self, point: SocketAddr) -> Result<Connection<E, M>, AuthError> {
+        let r = self.dial(point).await;
+        let result = if r.is_ok() { "connected" } else { "failed" };
+        metrics::counter!(telemetry::DIALS, "result" => result).increment(1);
+        if let Err(e) = &r {
+            self.inner.registry.publish(NodeEvent::DialFailed { point, reason: e.name() });
+        }
+        r
+    }
+
+    async fn dial(&self, point: SocketAddr) -> Result<Connection<E, M>, AuthError> {
         if self.inner.shutdown.is_cancelled() {
             return Err(AuthError::ConnectionRefused { addr: point, reason: "the node is shutting down".into() });
         }
-        if let Some(r) = self.inner.registry.table().ip_refused(point.ip(), Instant::now()) {
-            return Err(AuthError::ConnectionRefused { addr: point, reason: format!("address {}", r.name()) });
+        {
+            // An explicit dial of one of our own points is allowed (the handshake then reports
+            // `Myself`, as octez's `connect` does); maintenance never picks them.
+            let mut t = self.inner.registry.table();
+            if let Some(r) = t.ip_refused(point.ip(), Instant::now()) {
+                return Err(AuthError::ConnectionRefused { addr: point, reason: format!("address {}", r.name()) });
+            }
+            if self.inner.config.private_mode && !t.point(&point).is_some_and(|p| p.trusted) {
+                return Err(AuthError::PrivateMode { point });
+            }
+            t.point_requested(point, Instant::now());
         }
+        self.inner.registry.publish(NodeEvent::Dialing { point });
         let (tx, rx) = tokio::sync::oneshot::channel();
         let inner = self.inner.clone();
         self.inner.workers.next().spawn(async move {
@@ -302,6 +458,11 @@ impl<E: Encoding, M: Metadata> Node<E, M> {
             })
             .await
             .unwrap_or(Err(AuthError::Timeout));
+            if result.is_err() {
+                // Failed before the peer was admitted: back off (after admission, the
+                // registry's disconnection bookkeeping does it).
+                inner.registry.table().point_failed(point, Instant::now());
+            }
             let _ = tx.send(result);
         });
         rx.await.unwrap_or(Err(AuthError::ConnectionClosed))
@@ -326,12 +487,90 @@ impl<E: Encoding, M: Metadata> Node<E, M> {
     }
 
     /// Delivers inbound messages of every connection, current and future, to `recipient`.
+    /// P2P-layer messages (`Bootstrap`, `Advertise`, `Swap_*`, `Disconnect`) are the node's and
+    /// are not delivered: see [`Node::subscribe_all`].
     pub fn subscribe(&self, recipient: Recipient<Inbound<E>>) {
+        self.add_subscriber(recipient, false);
+    }
+
+    /// Like [`Node::subscribe`], P2P-layer messages included (after the node has handled them).
+    pub fn subscribe_all(&self, recipient: Recipient<Inbound<E>>) {
+        self.add_subscriber(recipient, true);
+    }
+
+    fn add_subscriber(&self, recipient: Recipient<Inbound<E>>, p2p: bool) {
         let mut inbound = self.inner.inbound.lock().unwrap_or_else(|e| e.into_inner());
         for c in self.connections() {
-            c.subscribe(recipient.clone());
+            if p2p {
+                c.subscribe_all(recipient.clone());
+            } else {
+                c.subscribe(recipient.clone());
+            }
         }
-        inbound.push(recipient);
+        inbound.push((recipient, p2p));
+    }
+
+    /// Whether the node speaks octez's P2P layer (its encoding carries `Bootstrap`, …).
+    pub fn has_p2p_layer(&self) -> bool {
+        self.inner.control.get().is_some()
+    }
+
+    /// Wakes maintenance now (octez `P2p.maintain`); without maintenance, does nothing.
+    pub fn maintain(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Learns a point, as if a peer had advertised it; returns whether it is new.
+    pub fn add_point(&self, point: SocketAddr) -> bool {
+        let new = self.inner.registry.table().register_point(point, Instant::now());
+        if new {
+            self.inner.new_point.notify_waiters();
+        }
+        new
+    }
+
+    /// Trusts (or stops trusting) a point: dialled first, never forgotten.
+    pub fn set_point_trusted(&self, point: SocketAddr, trusted: bool) {
+        self.inner.registry.table().set_point_trusted(point, trusted, Instant::now());
+        self.inner.wake.notify_one();
+    }
+
+    /// What the node knows of `point`.
+    pub fn point(&self, point: &SocketAddr) -> Option<PointInfo> {
+        self.inner.registry.table().point(point).cloned()
+    }
+
+    /// Every known point.
+    pub fn points(&self) -> Vec<(SocketAddr, PointInfo)> {
+        self.inner.registry.table().points().map(|(a, p)| (*a, p.clone())).collect()
+    }
+
+    /// Every known peer.
+    pub fn peers(&self) -> Vec<(PeerId, PeerEntry)> {
+        self.inner.registry.table().peers().map(|(a, p)| (*a, p.clone())).collect()
+    }
+
+    /// Closes the connection with `peer`, if any (with `wait`, what is queued is written first).
+    pub async fn disconnect(&self, peer: &PeerId, wait: bool) {
+        let conn = self.inner.connections.get(peer).map(|c| c.value().clone());
+        if let Some(c) = conn {
+            c.close(wait).await;
+        }
+    }
+
+    /// Writes the peers file now (it is also written periodically and at shutdown).
+    pub fn save_peers(&self) -> Result<(), PeersFileError> {
+        save_peers(&self.inner)
+    }
+
+    /// Monotonic ↔ wall-clock time, as the node converts them.
+    pub fn clock(&self) -> WallClock {
+        self.inner.clock
+    }
+
+    /// The node's configuration.
+    pub fn config(&self) -> &NodeConfig<M> {
+        &self.inner.config
     }
 
     /// Sends [`NodeEvent`]s (connected, disconnected, rejected) to `recipient`.
@@ -349,21 +588,67 @@ impl<E: Encoding, M: Metadata> Node<E, M> {
         self.inner.scheduler.set_limits(limits);
     }
 
-    /// Bans an address: refused at accept and for dialling. Running connections stay.
-    pub fn ban_ip(&self, ip: std::net::IpAddr) {
+    /// Bans an address: refused at accept and for dialling. Running connections stay (see
+    /// [`Node::ban_point`] for octez's RPC behaviour).
+    pub fn ban_ip(&self, ip: IpAddr) {
         self.inner.registry.table().ban_ip(ip);
     }
 
-    /// Bans a peer id: refused right after its connection message.
+    /// Lifts an address ban or greylisting.
+    pub fn unban_ip(&self, ip: IpAddr) {
+        self.inner.registry.table().unban_ip(ip);
+    }
+
+    /// Bans a peer id: refused right after its connection message. Its running connection
+    /// stays (see [`Node::ban_peer_now`]).
     pub fn ban_peer(&self, peer: PeerId) {
         self.inner.registry.table().ban_peer(peer);
     }
 
-    /// Trusts a peer: never greylisted, and twice the bandwidth share of others.
+    /// octez `PATCH /network/peers/<id> {"acl":"ban"}`: bans the peer and closes its connection.
+    pub async fn ban_peer_now(&self, peer: PeerId) {
+        self.ban_peer(peer);
+        self.disconnect(&peer, false).await;
+    }
+
+    /// octez `PATCH /network/points/<point> {"acl":"ban"}`: bans the address, closes every
+    /// connection from it and bans those peers.
+    pub async fn ban_point(&self, point: SocketAddr) {
+        let ip = point.ip();
+        self.ban_ip(ip);
+        self.inner.registry.table().set_point_trusted(point, false, Instant::now());
+        let victims: Vec<Connection<E, M>> =
+            self.connections().into_iter().filter(|c| c.info().id_point.is_some_and(|p| p.addr == ip)).collect();
+        for c in victims {
+            self.ban_peer(c.info().peer_id);
+            c.close(false).await;
+        }
+    }
+
+    /// Lifts a peer ban or greylisting.
+    pub fn unban_peer(&self, peer: PeerId) {
+        self.inner.registry.table().unban_peer(peer);
+    }
+
+    /// Empties the greylists and the ban lists (octez `DELETE /network/greylist`).
+    pub fn clear_acl(&self) {
+        self.inner.registry.table().clear_acl();
+    }
+
+    /// Trusts a peer: never greylisted, spared by maintenance, and twice the bandwidth share
+    /// of others.
     pub fn trust(&self, peer: PeerId) {
         self.inner.registry.table().trust(peer);
         if let Some(c) = self.inner.connections.get(&peer) {
             self.inner.scheduler.set_weight(c.id(), 2);
+        }
+    }
+
+    /// Stops trusting a peer.
+    pub fn untrust(&self, peer: PeerId) {
+        self.inner.registry.table().untrust(peer);
+        if let Some(c) = self.inner.connections.get(&peer) {
+            self.inner.scheduler.set_weight(c.id(), 1);
         }
     }
 
@@ -382,22 +667,63 @@ impl<E: Encoding, M: Metadata> Node<E, M> {
         self.inner.pending.lock().map_or(0, |p| p.len())
     }
 
-    /// Stops accepting, closes every connection after flushing what it has queued.
+    /// Stops accepting and dialling, says `Disconnect` to every peer (when the encoding has a
+    /// P2P layer), closes every connection after flushing what it has queued, and saves the
+    /// peers file (if configured).
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
         for p in self.inner.pending.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
             p.cancel.cancel();
         }
+        let goodbye = if self.has_p2p_layer() { E::from_control(Control::Disconnect) } else { None };
         // All at once, each flush bounded: a peer that stopped reading cannot hold the others.
         let mut closing = tokio::task::JoinSet::new();
         for c in self.connections() {
+            let goodbye = goodbye.clone();
             closing.spawn(async move {
+                if let Some(m) = &goodbye {
+                    if c.write_now(m).unwrap_or(false) {
+                        metrics::counter!(telemetry::OVERLAY_MESSAGES, "kind" => "Disconnect", "direction" => "sent")
+                            .increment(1);
+                    }
+                }
                 if tokio::time::timeout(SHUTDOWN_FLUSH, c.close(true)).await.is_err() {
                     c.close(false).await;
                 }
             });
         }
         while closing.join_next().await.is_some() {}
+        if self.inner.config.peers_file.is_some() {
+            // The registry marks the closed connections disconnected; the file stores every
+            // point and peer as disconnected anyway.
+            if let Err(e) = save_peers(&self.inner) {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+}
+
+fn save_peers<E: Encoding, M: Metadata>(inner: &Inner<E, M>) -> Result<(), PeersFileError> {
+    let Some(pf) = &inner.config.peers_file else { return Ok(()) };
+    let (doc, peers, points) = {
+        let t = inner.registry.table();
+        (crate::peers_file::to_json(&t, &inner.clock, Instant::now()), t.known_peers_count(), t.known_points_count())
+    };
+    crate::peers_file::save(&pf.path, &doc)?;
+    inner.registry.publish(NodeEvent::PeersSaved { peers, points });
+    Ok(())
+}
+
+async fn save_peers_periodically<E: Encoding, M: Metadata>(inner: std::sync::Weak<Inner<E, M>>, period: Duration) {
+    loop {
+        tokio::time::sleep(period.max(Duration::from_secs(1))).await;
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.shutdown.is_cancelled() {
+            return;
+        }
+        if let Err(e) = save_peers(&inner) {
+            tracing::warn!("{e}");
+        }
     }
 }
 
@@ -444,6 +770,23 @@ async fn sample_metrics<E: Encoding, M: Metadata>(inner: std::sync::Weak<Inner<E
         metrics::gauge!(GREYLIST, "kind" => "peer").set(peers as f64);
         metrics::gauge!(PEERS, "state" => "running").set(running as f64);
         metrics::gauge!(PEERS, "state" => "known_points").set(known as f64);
+        let (states, peers) = {
+            let t = inner.registry.table();
+            let mut states = [0usize; 4];
+            for (_, p) in t.points() {
+                states[match p.state {
+                    crate::peers::PointState::Requested => 0,
+                    crate::peers::PointState::Accepted(_) => 1,
+                    crate::peers::PointState::Running(_) => 2,
+                    crate::peers::PointState::Disconnected => 3,
+                }] += 1;
+            }
+            (states, t.known_peers_count())
+        };
+        for (state, n) in ["requested", "accepted", "running", "disconnected"].into_iter().zip(states) {
+            metrics::gauge!(POINTS, "state" => state).set(n as f64);
+        }
+        metrics::gauge!(KNOWN_PEERS).set(peers as f64);
     }
 }
 
@@ -568,14 +911,50 @@ async fn establish<E: Encoding, M: Metadata>(
                 if let (true, Some(r)) = (e.greylists(incoming), remote) {
                     registry.table().greylist_ip(r.ip(), Instant::now());
                 }
+                if let AuthError::Myself { point: Some(p), .. } = &e {
+                    // octez `my_id_points`: a point that turned out to be us is never dialled
+                    // again nor advertised.
+                    if let Some(port) = p.port {
+                        registry.table().add_own_point(SocketAddr::new(p.addr, port));
+                    }
+                }
                 return reject(None, e);
             }
         };
     let info = auth.info().clone();
     let peer = info.peer_id;
     let point = info.id_point.and_then(|p| p.port.map(|port| SocketAddr::new(p.addr, port)));
+    let now = Instant::now();
+    // octez's connect handler, after authentication: expected peer id, then private mode.
+    let (expected, point_trusted) = {
+        let t = registry.table();
+        let p = point.and_then(|p| t.point(&p));
+        (p.and_then(|p| p.expected_peer_id), p.is_some_and(|p| p.trusted))
+    };
+    if let (Some(expected), Some(point)) = (expected, point) {
+        if expected != peer {
+            if let Some(r) = remote {
+                registry.table().greylist_ip(r.ip(), now);
+            }
+            return reject(Some(peer), AuthError::IdentityCheckFailure { point, expected, peer_id: peer });
+        }
+    }
+    if inner.config.private_mode && !point_trusted && !registry.table().is_trusted(&peer) {
+        // No Nack: the socket is just closed (octez `Private_mode`).
+        return reject(
+            Some(peer),
+            AuthError::PrivateMode { point: point.or(remote).unwrap_or(([0, 0, 0, 0], 0).into()) },
+        );
+    }
     if let Err(motive) = auth.negotiated_version() {
-        let points = registry.table().known_points(MAX_NACK_POINTS, point);
+        let points = {
+            let mut t = registry.table();
+            // octez unregisters a point whose chain or version does not match.
+            if let Some(p) = point {
+                t.forget_point(&p);
+            }
+            t.advertisable_points(ADVERTISED_POINTS, point, now, &mut rand::thread_rng())
+        };
         let _ = auth.nack(motive, points).await;
         return reject(Some(peer), AuthError::RejectedNoCommonProtocol { motive });
     }
@@ -583,7 +962,9 @@ async fn establish<E: Encoding, M: Metadata>(
         let mut t = registry.table();
         let addr = info.id_point.map(|p| p.addr).or(remote.map(|r| r.ip()));
         match addr {
-            Some(a) => t.admit(peer, a, point, Instant::now()).map_err(|e| (e, t.known_points(MAX_NACK_POINTS, point))),
+            Some(a) => t
+                .admit_at(peer, a, point, Some(incoming), now)
+                .map_err(|e| (e, t.advertisable_points(ADVERTISED_POINTS, point, now, &mut rand::thread_rng()))),
             None => Err((AdmitError::TooManyConnections, Vec::new())),
         }
     };
@@ -600,20 +981,28 @@ async fn establish<E: Encoding, M: Metadata>(
     let weight = if registry.table().is_trusted(&peer) { 2 } else { 1 };
     let config =
         ConnectionConfig { scheduler: Some(inner.scheduler.clone()), weight, ..inner.config.connection.clone() };
-    let conn = match auth.accept::<E>(config).await {
+    let conn = match auth.accept_with::<E>(config, inner.control.get().cloned()).await {
         Ok(c) => c,
         Err(e) => {
             registry.table().disconnected(peer, Some(e.name().to_owned()), Instant::now());
             if let AuthError::RejectedByNack { alternative_points: Some(points), .. } = &e {
                 let mut t = registry.table();
+                let mut new = 0;
                 for p in points {
-                    t.add_known_point(*p);
+                    new += usize::from(t.register_point(*p, Instant::now()));
+                }
+                if new > 0 {
+                    inner.new_point.notify_waiters();
                 }
             }
             return reject(Some(peer), e);
         }
     };
-    registry.table().running(peer, conn.id(), info.private_node, Instant::now());
+    let too_many = {
+        let mut t = registry.table();
+        t.running(peer, conn.id(), info.private_node, Instant::now());
+        t.running_count() > t.limits().bounds().max_threshold
+    };
     conn.subscribe_closed(registry.addr().recipient());
     {
         // Under the subscriber lock, so a concurrent `Node::subscribe` sees this connection or
@@ -622,16 +1011,28 @@ async fn establish<E: Encoding, M: Metadata>(
         // `connections()`.
         let inbound = inner.inbound.lock().unwrap_or_else(|e| e.into_inner());
         inner.connections.insert(peer, conn.clone());
-        for r in inbound.iter() {
-            conn.subscribe(r.clone());
+        for (r, p2p) in inbound.iter() {
+            if *p2p {
+                conn.subscribe_all(r.clone());
+            } else {
+                conn.subscribe(r.clone());
+            }
         }
     }
     registry.publish(NodeEvent::Connected { peer_id: peer, connection: conn.id(), point, incoming });
+    if too_many {
+        inner.wake.notify_one();
+    }
     let (watch, weak) = (conn.clone(), Arc::downgrade(inner));
     actix::spawn(async move {
         watch.closed().await;
         if let Some(inner) = weak.upgrade() {
             inner.connections.remove_if(&peer, |_, c| c.id() == watch.id());
+            // octez fires its "too few connections" trigger on every disconnection below the
+            // minimum.
+            if inner.connections.len() < inner.config.limits.min_connections {
+                inner.wake.notify_one();
+            }
         }
     });
     Ok(conn)

@@ -55,6 +55,49 @@ pub enum NodeEvent {
         /// `TooManyPendingHandshakes`, `Evicted`).
         reason: &'static str,
     },
+    /// The node starts dialling a point.
+    Dialing {
+        /// The point.
+        point: SocketAddr,
+    },
+    /// A dial failed (before or during the handshake, or refused by the peer).
+    DialFailed {
+        /// The point.
+        point: SocketAddr,
+        /// The octez-style error name.
+        reason: &'static str,
+    },
+    /// A P2P-layer message was received and handled, or sent.
+    P2p {
+        /// The peer.
+        peer_id: PeerId,
+        /// octez's case name: `Bootstrap`, `Advertise`, `Swap_request`, `Swap_ack`.
+        kind: &'static str,
+        /// Sent by us (`false`: received).
+        sent: bool,
+        /// Points carried (Advertise: the count; Swap: 1).
+        points: usize,
+        /// Points we did not know (received Advertise).
+        new_points: usize,
+        /// The point proposed in a swap.
+        point: Option<SocketAddr>,
+        /// Whether the node ignored it (private mode, private peer, swap linger, …).
+        ignored: bool,
+    },
+    /// A swap completed: we connected to `point` and closed our connection with `replaced`.
+    Swapped {
+        /// The new point.
+        point: SocketAddr,
+        /// The peer given up.
+        replaced: PeerId,
+    },
+    /// The peers file was written.
+    PeersSaved {
+        /// Peers in it.
+        peers: usize,
+        /// Points in it.
+        points: usize,
+    },
 }
 
 /// Whether a `Rejected` reason is a refusal by policy (ACL, Nack motive, no common protocol)
@@ -62,7 +105,14 @@ pub enum NodeEvent {
 pub fn is_refusal(reason: &str) -> bool {
     matches!(
         reason,
-        "RejectedNoCommonProtocol" | "PeerBanned" | "Banned" | "Greylisted" | "Evicted" | "TooManyPendingHandshakes"
+        "RejectedNoCommonProtocol"
+            | "PeerBanned"
+            | "Banned"
+            | "Greylisted"
+            | "Evicted"
+            | "TooManyPendingHandshakes"
+            | "PrivateMode"
+            | "IdentityCheckFailure"
     ) || reason.contains('_') // octez Nack motives: Too_many_connections, Already_connected, …
 }
 
@@ -104,7 +154,11 @@ impl Registry {
                 let result = if is_refusal(reason) { "rejected" } else { "failed" };
                 metrics::counter!(telemetry::HANDSHAKES, "result" => result).increment(1);
             }
-            NodeEvent::Disconnected { .. } => {}
+            NodeEvent::P2p { kind, sent, .. } => {
+                let direction = if *sent { "sent" } else { "received" };
+                metrics::counter!(telemetry::OVERLAY_MESSAGES, "kind" => *kind, "direction" => direction).increment(1);
+            }
+            _ => {}
         }
         // Control plane: one message per connection event; the actor applies the drop policy.
         self.addr.do_send(Publish(event));

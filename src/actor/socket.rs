@@ -120,6 +120,15 @@ impl<M: Metadata> Authenticated<M> {
     /// current actix arbiter with the queues and chunking of `config`. Must run inside an actix
     /// `System` or `Arbiter` (the actors are started there).
     pub async fn accept<E: Encoding>(self, config: ConnectionConfig) -> Result<Connection<E, M>, AuthError> {
+        self.accept_with(config, None).await
+    }
+
+    /// [`Authenticated::accept`] for a node's connection: P2P-layer messages go to `control`.
+    pub(crate) async fn accept_with<E: Encoding>(
+        self,
+        config: ConnectionConfig,
+        control: Option<super::connection::ControlSink>,
+    ) -> Result<Connection<E, M>, AuthError> {
         let version = match self.negotiated_version() {
             Ok(v) => v,
             Err(motive) => {
@@ -143,7 +152,7 @@ impl<M: Metadata> Authenticated<M> {
         ] {
             metrics::histogram!(telemetry::HANDSHAKE_DURATION, "phase" => phase).record(d.as_secs_f64());
         }
-        Ok(Connection::start(stream, session, version, config, bytes))
+        Ok(Connection::start(stream, session, version, config, bytes, control))
     }
 
     /// octez `nack`: sends a Nack with `motive` and up to 100 alternative points (a `Nack_v_0`

@@ -30,8 +30,12 @@ struct Cli {
 
 #[path = "cli/bench.rs"]
 mod bench;
+#[path = "cli/codec.rs"]
+mod codec;
 #[path = "cli/demo.rs"]
 mod demo;
+#[path = "cli/net.rs"]
+mod net;
 
 #[derive(Subcommand)]
 enum Command {
@@ -75,60 +79,50 @@ enum Command {
     /// Create, inspect and validate octez identity files (identity.json).
     #[command(subcommand)]
     Identity(IdentityCommand),
-    /// Accept connections and print one JSON event per line.
+    /// Decode and encode the wire types (octez P2P and distributed_db messages, block headers,
+    /// operations, handshake messages), in the spirit of octez-codec.
+    #[command(subcommand)]
+    Codec(CodecCommand),
+    /// Run a node: accept connections, keep the connection count between the limits (dialling
+    /// bootstrap and learned points), answer the P2P layer, and print one JSON event per line.
     Listen {
         /// Address to listen on (port 0 picks a free one).
         #[arg(long)]
         addr: SocketAddr,
         #[command(flatten)]
-        peer: PeerArgs,
-        /// Exit 0 after this many connections have been served and closed.
-        #[arg(long)]
-        count: Option<u64>,
-        /// Global upload limit in bytes/s (default: unlimited).
-        #[arg(long)]
-        max_upload_bytes_per_s: Option<u64>,
-        /// Global download limit in bytes/s (default: unlimited).
-        #[arg(long)]
-        max_download_bytes_per_s: Option<u64>,
-        /// Most running connections; beyond, peers get Nack(Too_many_connections) (default 100).
-        #[arg(long, default_value = "100")]
-        max_connections: usize,
-        /// Seconds allowed for an incoming peer's authenticate + accept (default 5, as octez).
-        #[arg(long, default_value = "5", value_parser = parse_seconds)]
-        handshake_timeout: Duration,
-        /// Serve Prometheus metrics on HOST:PORT (port 0 picks a free one; printed as a
-        /// `metrics` event).
-        #[arg(long)]
-        metrics_addr: Option<SocketAddr>,
-        /// Label byte and message counters by peer (high cardinality: small deployments only).
-        #[arg(long)]
-        metrics_per_peer: bool,
+        peer: net::PeerArgs,
+        #[command(flatten)]
+        listen: net::ListenArgs,
     },
-    /// Connect to a peer and print one JSON event per line.
+    /// Connect to a peer and print one JSON event per line (`--watch`: every message it sends).
     Connect {
         /// The peer's address.
         addr: SocketAddr,
         #[command(flatten)]
-        peer: PeerArgs,
+        peer: net::PeerArgs,
+        #[command(flatten)]
+        connect: net::ConnectArgs,
     },
 }
 
-/// Options shared by `listen` and `connect`.
-#[derive(clap::Args)]
-struct PeerArgs {
-    /// Identity file (default: an ephemeral identity at difficulty 0).
-    #[arg(long)]
-    identity: Option<PathBuf>,
-    /// Proof of work required of peers.
-    #[arg(long, default_value = "26", value_parser = parse_difficulty)]
-    expected_pow: PowTarget,
-    /// Chain name to announce and require.
-    #[arg(long, default_value = "TEZOS_MAINNET")]
-    chain_name: String,
-    /// Write every received message back on the same connection.
-    #[arg(long)]
-    echo: bool,
+#[derive(Subcommand)]
+enum CodecCommand {
+    /// Name every encoding.
+    List,
+    /// Print a binary value as one JSON object (exit 1 with the field and byte offset on bad input).
+    Decode {
+        /// The encoding (see `codec list`), e.g. `p2p_message`.
+        encoding: String,
+        /// The value in hex, or `@FILE` (hex text, or raw bytes).
+        input: String,
+    },
+    /// Print the hex of a value given as JSON (exit 1 with the field on bad input).
+    Encode {
+        /// The encoding (see `codec list`), e.g. `p2p_message`.
+        encoding: String,
+        /// The JSON, or `@FILE`.
+        input: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -201,30 +195,12 @@ fn main() -> ExitCode {
             generate(&difficulty, &output, threads, force)
         }
         Command::Identity(IdentityCommand::Show { path, json }) => show(&path, json),
+        Command::Codec(CodecCommand::List) => codec::list(),
+        Command::Codec(CodecCommand::Decode { encoding, input }) => codec::decode(&encoding, &input),
+        Command::Codec(CodecCommand::Encode { encoding, input }) => codec::encode(&encoding, &input),
         Command::Identity(IdentityCommand::Check { path, difficulty }) => check(&path, &difficulty),
-        Command::Listen {
-            addr,
-            peer,
-            count,
-            max_upload_bytes_per_s,
-            max_download_bytes_per_s,
-            max_connections,
-            handshake_timeout,
-            metrics_addr,
-            metrics_per_peer,
-        } => net::listen(
-            addr,
-            peer,
-            net::ListenOptions {
-                count,
-                bandwidth: tezos_p2p::actor::Limits { max_upload_bytes_per_s, max_download_bytes_per_s },
-                max_connections,
-                handshake_timeout,
-                metrics_addr,
-                metrics_per_peer,
-            },
-        ),
-        Command::Connect { addr, peer } => net::connect(addr, peer),
+        Command::Listen { addr, peer, listen } => net::listen(addr, peer, listen),
+        Command::Connect { addr, peer, connect } => net::connect(addr, peer, connect),
     }
 }
 
@@ -338,243 +314,5 @@ fn check(path: &Path, target: &PowTarget) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => fail(e),
-    }
-}
-
-/// `listen` and `connect`: JSON events on stdout, logs on stderr.
-mod net {
-    use std::net::SocketAddr;
-    use std::process::ExitCode;
-    use std::sync::Arc;
-    use std::time::Duration;
-
-    use serde_json::{json, Value};
-    use tezos_p2p::actor::{self, CloseReason, Connection, ConnectionConfig, Node, NodeConfig, NodeEvent};
-    use tezos_p2p::handshake::{AuthError, LocalConfig};
-    use tezos_p2p::identity::Identity;
-    use tezos_p2p::message::RawMessage;
-    use tezos_p2p::wire::{point_text, ConnectionMetadata, NetworkVersion};
-
-    use super::PeerArgs;
-
-    /// octez's `connection_timeout` for outgoing connections (TCP connect + handshake): 10 s.
-    const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-    type Conn = Connection<RawMessage, ConnectionMetadata>;
-
-    fn emit(v: Value) {
-        println!("{v}");
-    }
-
-    fn local_config(peer: &PeerArgs) -> Result<Arc<LocalConfig<ConnectionMetadata>>, ExitCode> {
-        let identity = match &peer.identity {
-            Some(path) => Identity::load(path).map_err(|e| {
-                emit(json!({"event": "error", "error": "InvalidIdentity", "message": e.to_string()}));
-                ExitCode::FAILURE
-            })?,
-            None => Identity::ephemeral(),
-        };
-        Ok(Arc::new(LocalConfig {
-            identity: Arc::new(identity),
-            advertised_port: None,
-            version: NetworkVersion::current(peer.chain_name.as_str()),
-            metadata: ConnectionMetadata::default(),
-            expected_pow: peer.expected_pow,
-            crypto_backend: tezos_p2p::crypto::CryptoBackend::default(),
-        }))
-    }
-
-    fn version_json(v: &NetworkVersion) -> Value {
-        json!({"chain_name": v.chain_name.to_string(), "distributed_db_version": v.distributed_db_version, "p2p_version": v.p2p_version})
-    }
-
-    fn auth_error(e: &AuthError) -> Value {
-        match e {
-            AuthError::RejectedByNack { motive, alternative_points } => json!({
-                "event": "rejected",
-                "error": e.name(),
-                "motive": motive.to_string(),
-                "motive_code": motive.code(),
-                "alternative_points": alternative_points.as_ref().map(|p| p.iter().map(point_text).collect::<Vec<_>>()),
-            }),
-            AuthError::RejectedNoCommonProtocol { motive } => json!({
-                "event": "rejected", "error": e.name(), "motive": motive.to_string(), "motive_code": motive.code(),
-            }),
-            _ => json!({"event": "error", "error": e.name(), "message": e.to_string()}),
-        }
-    }
-
-    fn connected(c: &Conn) -> Value {
-        let info = c.info();
-        json!({
-            "event": "connected",
-            "peer_id": info.peer_id.to_string(),
-            "addr": c.to_string().split_once('@').map(|(_, a)| a.to_owned()),
-            "incoming": info.incoming,
-            "version": version_json(c.version()),
-            "remote_metadata": {"disable_mempool": info.remote_metadata.disable_mempool, "private_node": info.remote_metadata.private_node},
-        })
-    }
-
-    fn disconnected(c: &Conn) -> Value {
-        let stat = c.stat();
-        let reason = c.close_reason().unwrap_or(CloseReason::LocalClose);
-        json!({
-            "event": "disconnected",
-            "peer_id": c.info().peer_id.to_string(),
-            "reason": reason.name(),
-            "message": reason.to_string(),
-            "total_sent": stat.total_sent,
-            "total_recv": stat.total_recv,
-            "current_inflow": stat.current_inflow,
-            "current_outflow": stat.current_outflow,
-        })
-    }
-
-    /// Serves an accepted connection until it ends: echoes or drains what the peer sends.
-    async fn serve(c: &Conn, echo: bool) {
-        while let Ok((_, msg)) = c.read().await {
-            if echo && c.write(&msg).await.is_err() {
-                break;
-            }
-        }
-        c.close(true).await;
-    }
-
-    pub(super) fn connect(addr: SocketAddr, peer: PeerArgs) -> ExitCode {
-        let local = match local_config(&peer) {
-            Ok(l) => l,
-            Err(code) => return code,
-        };
-        actix::System::new().block_on(async move {
-            let conn: Conn = match actor::connect(addr, local, CONNECT_TIMEOUT).await {
-                Ok(auth) => match auth.accept(ConnectionConfig::default()).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        emit(auth_error(&e));
-                        return ExitCode::FAILURE;
-                    }
-                },
-                Err(e) => {
-                    emit(auth_error(&e));
-                    return ExitCode::FAILURE;
-                }
-            };
-            emit(connected(&conn));
-            if peer.echo {
-                serve(&conn, true).await;
-            } else {
-                conn.close(true).await;
-            }
-            conn.closed().await;
-            emit(disconnected(&conn));
-            ExitCode::SUCCESS
-        })
-    }
-
-    /// `listen` options beyond the shared ones.
-    pub(super) struct ListenOptions {
-        pub(super) count: Option<u64>,
-        pub(super) bandwidth: actor::Limits,
-        pub(super) max_connections: usize,
-        pub(super) handshake_timeout: Duration,
-        pub(super) metrics_addr: Option<SocketAddr>,
-        pub(super) metrics_per_peer: bool,
-    }
-
-    /// Forwards node events to the command's loop (bounded: the registry drops events for a
-    /// subscriber that lags by more than its mailbox, and counts them).
-    struct Forward(tokio::sync::mpsc::Sender<NodeEvent>);
-
-    impl actix::Actor for Forward {
-        type Context = actix::Context<Self>;
-    }
-
-    impl actix::Handler<NodeEvent> for Forward {
-        type Result = ();
-
-        fn handle(&mut self, ev: NodeEvent, _: &mut Self::Context) {
-            let _ = self.0.try_send(ev);
-        }
-    }
-
-    pub(super) fn listen(addr: SocketAddr, peer: PeerArgs, opts: ListenOptions) -> ExitCode {
-        let local = match local_config(&peer) {
-            Ok(l) => l,
-            Err(code) => return code,
-        };
-        actix::System::new().block_on(async move {
-            // Installed before the node starts, so every connection records into it.
-            let _telemetry = match opts.metrics_addr {
-                Some(maddr) => match tezos_p2p::telemetry::Telemetry::serve(maddr, opts.metrics_per_peer).await {
-                    Ok(t) => {
-                        emit(json!({"event": "metrics", "addr": point_text(&t.addr())}));
-                        Some(t)
-                    }
-                    Err(e) => {
-                        emit(json!({"event": "error", "error": "Metrics", "message": e.to_string()}));
-                        return ExitCode::FAILURE;
-                    }
-                },
-                None => None,
-            };
-            let mut config = NodeConfig::new((*local.identity).clone(), ConnectionMetadata::default());
-            config.listen_addr = Some(addr);
-            config.version = local.version.clone();
-            config.expected_pow = local.expected_pow;
-            config.handshake_timeout = opts.handshake_timeout;
-            config.limits.max_connections = opts.max_connections;
-            config.bandwidth = opts.bandwidth;
-            let node: Node<RawMessage, ConnectionMetadata> = match Node::start(config).await {
-                Ok(n) => n,
-                Err(e) => {
-                    emit(json!({"event": "error", "error": "Bind", "message": e.to_string()}));
-                    return ExitCode::FAILURE;
-                }
-            };
-            let bound = node.listen_addr().unwrap_or(addr);
-            emit(json!({"event": "listening", "addr": point_text(&bound), "peer_id": node.peer_id().to_string()}));
-            let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
-            node.subscribe_events(actix::Actor::start(Forward(tx)).recipient());
-            let mut served = 0u64;
-            while let Some(ev) = rx.recv().await {
-                match ev {
-                    NodeEvent::Connected { peer_id, .. } => {
-                        if let Some(conn) = node.peer(&peer_id).and_then(|p| p.connection) {
-                            emit(connected(&conn));
-                            let echo = peer.echo;
-                            actix::spawn(async move { serve(&conn, echo).await });
-                        }
-                    }
-                    NodeEvent::Disconnected { peer_id, reason, stat, .. } => {
-                        emit(json!({
-                            "event": "disconnected",
-                            "peer_id": peer_id.to_string(),
-                            "reason": reason,
-                            "total_sent": stat.total_sent,
-                            "total_recv": stat.total_recv,
-                            "current_inflow": stat.current_inflow,
-                            "current_outflow": stat.current_outflow,
-                        }));
-                        served += 1;
-                    }
-                    NodeEvent::Rejected { addr, peer_id, reason } => {
-                        emit(json!({
-                            "event": if actor::is_refusal(reason) { "rejected" } else { "error" },
-                            "error": reason,
-                            "addr": addr.map(|a| point_text(&a)),
-                            "peer_id": peer_id.map(|p| p.to_string()),
-                        }));
-                        served += 1;
-                    }
-                    _ => {}
-                }
-                if opts.count.is_some_and(|n| served >= n) {
-                    node.shutdown().await;
-                    return ExitCode::SUCCESS;
-                }
-            }
-            ExitCode::SUCCESS
-        })
     }
 }

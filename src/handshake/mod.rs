@@ -130,6 +130,23 @@ pub enum AuthError {
         /// The motive we sent.
         motive: NackMotive,
     },
+    /// In private mode, only trusted points and peers are connected (octez `Private_mode`);
+    /// the socket is closed without a Nack.
+    #[error("private mode: {point} is not trusted")]
+    PrivateMode {
+        /// The point.
+        point: SocketAddr,
+    },
+    /// The point was expected to be another peer (octez `Identity_check_failure`).
+    #[error("identity check failure: {point} should be {expected}, it is {peer_id}")]
+    IdentityCheckFailure {
+        /// The point.
+        point: SocketAddr,
+        /// The peer id it must have.
+        expected: PeerId,
+        /// The peer id it has.
+        peer_id: PeerId,
+    },
     /// The handshake did not finish in time (octez `Canceled` by the authentication timeout).
     #[error("handshake timed out")]
     Timeout,
@@ -156,6 +173,8 @@ impl AuthError {
             Self::Timeout => "Timeout",
             Self::PeerBanned { .. } => "PeerBanned",
             Self::Nacked { .. } => "Nacked",
+            Self::PrivateMode { .. } => "PrivateMode",
+            Self::IdentityCheckFailure { .. } => "IdentityCheckFailure",
             Self::RejectedNoCommonProtocol { .. } => "RejectedNoCommonProtocol",
             Self::ConnectionRefused { .. } => "ConnectionRefused",
             Self::InvalidState(_) => "InvalidState",
@@ -182,6 +201,9 @@ impl AuthError {
             | Self::Timeout
             | Self::PeerBanned { .. }
             | Self::Nacked { .. }
+            | Self::PrivateMode { .. }
+            // The caller greylists the address itself (it knows the point was expected).
+            | Self::IdentityCheckFailure { .. }
             // The point is unregistered, not greylisted (protocol.md §10.2).
             | Self::RejectedNoCommonProtocol { .. }
             | Self::ConnectionRefused { .. }

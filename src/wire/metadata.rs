@@ -14,6 +14,11 @@ pub trait Metadata: Clone + Send + Sync + std::fmt::Debug + 'static {
     fn private_node(&self) -> bool {
         false
     }
+
+    /// The metadata as JSON, for the admin API (`null` unless the type says otherwise).
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
 }
 
 /// The real node's metadata (`Connection_metadata`): two booleans, two bytes on the wire.
@@ -52,11 +57,20 @@ impl Metadata for ConnectionMetadata {
     fn private_node(&self) -> bool {
         self.private_node
     }
+
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({"disable_mempool": self.disable_mempool, "private_node": self.private_node})
+    }
 }
 
 /// `Data_encoding.empty`, the metadata octez's own socket tests use: an empty chunk.
 impl Metadata for () {
     fn encode(&self, _out: &mut Vec<u8>) {}
+
+    fn to_json(&self) -> serde_json::Value {
+        // octez's `Data_encoding.empty`.
+        serde_json::json!({})
+    }
 
     fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         Reader::new(bytes).finish("empty metadata")

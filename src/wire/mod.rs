@@ -7,6 +7,7 @@
 mod ack;
 mod chunk;
 mod connection_message;
+mod cursor;
 mod metadata;
 mod point;
 
@@ -16,8 +17,9 @@ pub use chunk::{
     MAX_CHUNK_SIZE, MAX_CONTENT_LENGTH, MAX_INCOMING_PLAINTEXT,
 };
 pub use connection_message::{ChainName, ConnectionMessage, NetworkVersion};
+pub use cursor::Cursor;
 pub use metadata::{ConnectionMetadata, Metadata};
-pub use point::{decode_point, encode_point, point_text, MAX_POINT_ENCODED_SIZE};
+pub use point::{decode_point, encode_point, parse_point, point_text, MAX_POINT_ENCODED_SIZE, MAX_POINT_TEXT};
 
 /// Why bytes did not decode (octez `Decoding_error`). The messages name the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -75,6 +77,40 @@ pub enum DecodeError {
         /// Why.
         reason: String,
     },
+    /// Another error, with the byte offset in the frame where the failing field starts.
+    #[error("{error} (at byte {offset})")]
+    At {
+        /// Offset of the failing field from the start of the frame.
+        offset: usize,
+        /// What went wrong there.
+        error: Box<DecodeError>,
+    },
+}
+
+impl DecodeError {
+    /// `error` located at `offset` (an error that already has a location keeps it).
+    pub fn at(offset: usize, error: DecodeError) -> Self {
+        match error {
+            located @ Self::At { .. } => located,
+            error => Self::At { offset, error: Box::new(error) },
+        }
+    }
+
+    /// The error without its location.
+    pub fn root(&self) -> &DecodeError {
+        match self {
+            Self::At { error, .. } => error.root(),
+            e => e,
+        }
+    }
+
+    /// Where the failing field starts, when known.
+    pub fn offset(&self) -> Option<usize> {
+        match self {
+            Self::At { offset, .. } => Some(*offset),
+            _ => None,
+        }
+    }
 }
 
 /// Why a value cannot be encoded (octez `Encoding_error`, `Invalid_message_size`,

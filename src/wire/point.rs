@@ -6,7 +6,8 @@ use super::{DecodeError, EncodeError, Reader};
 
 /// Largest encoded point, prefix included (octez `check_size 51`: 4 + 8·4 + 7 + 2 + 1 + 5).
 pub const MAX_POINT_ENCODED_SIZE: usize = 51;
-const MAX_POINT_TEXT: usize = MAX_POINT_ENCODED_SIZE - 4;
+/// Longest point text (without its 4-byte length prefix).
+pub const MAX_POINT_TEXT: usize = MAX_POINT_ENCODED_SIZE - 4;
 
 /// octez's text form: `a.b.c.d:port` for IPv4 and IPv4-mapped IPv6, `[v6]:port` otherwise
 /// (RFC 5952 lowercase, which is what Rust's `Display` produces).
@@ -33,7 +34,11 @@ pub fn encode_point(point: &SocketAddr, out: &mut Vec<u8>) -> Result<(), EncodeE
 
 /// Reads one point; a `#peer_id` suffix is ignored, a missing port or bad address is an error.
 pub fn decode_point(r: &mut Reader<'_>) -> Result<SocketAddr, DecodeError> {
-    let raw = r.sized("point", MAX_POINT_TEXT)?;
+    parse_point(r.sized("point", MAX_POINT_TEXT)?)
+}
+
+/// Parses a point's text (without its length prefix): `addr:port`, a `#peer_id` suffix ignored.
+pub fn parse_point(raw: &[u8]) -> Result<SocketAddr, DecodeError> {
     let text =
         std::str::from_utf8(raw).map_err(|_| DecodeError::Invalid { what: "point", reason: "not UTF-8".into() })?;
     let addr = text.split_once('#').map_or(text, |(a, _)| a);

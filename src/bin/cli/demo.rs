@@ -17,7 +17,7 @@ use bytes::Bytes;
 use tezos_p2p::actor::{Connection, ConnectionConfig, Limits, Node, NodeConfig, NodeEvent};
 use tezos_p2p::handshake::AuthError;
 use tezos_p2p::identity::Identity;
-use tezos_p2p::message::P2pMessage;
+use tezos_p2p::message::{OpaqueMessage, P2pMessage};
 use tezos_p2p::pow::{GenerateOptions, PowTarget};
 use tezos_p2p::telemetry::Telemetry;
 use tezos_p2p::wire::{point_text, ConnectionMetadata};
@@ -61,7 +61,7 @@ fn weak_identity() -> Identity {
 
 /// A typed octez message: `Current_head` (tag 0x14) with an opaque body of `size` bytes.
 fn head(size: usize, seed: u8) -> P2pMessage {
-    P2pMessage::Message { tag: 0x14, body: Bytes::from(vec![seed; size]) }
+    P2pMessage::Message(OpaqueMessage { tag: 0x14, body: Bytes::from(vec![seed; size]) })
 }
 
 struct Forward(tokio::sync::mpsc::Sender<NodeEvent>);
