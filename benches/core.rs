@@ -74,5 +74,66 @@ fn codec(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, chunk, handshake, codec);
+/// Decoding typed octez messages, each beside a plain copy of the same bytes (the ceiling a
+/// zero-copy decoder approaches: it reads every length and hash, but copies no payload).
+fn db(c: &mut Criterion) {
+    use tezos_p2p::message::db::{DbMessage, OctezMessage, OperationsForBlock};
+    use tezos_p2p::message::P2pMessage;
+    use tezos_p2p::shell::{
+        BlockHash, BlockHeader, ContextHash, Fitness, Mempool, Operation, OperationHash, OperationHashesPath,
+        OperationListListHash, PathStep, Timestamp,
+    };
+    let header = BlockHeader {
+        level: 5_000_000,
+        proto: 20,
+        predecessor: BlockHash::from_bytes([1; 32]),
+        timestamp: Timestamp(1_700_000_000),
+        validation_pass: 4,
+        operations_hash: OperationListListHash::from_bytes([2; 32]),
+        fitness: Fitness(vec![Bytes::from_static(&[2]), Bytes::from(vec![0; 4]), Bytes::from(vec![0; 4])]),
+        context: ContextHash::from_bytes([3; 32]),
+        protocol_data: Bytes::from(vec![7; 200]),
+    };
+    let hashes = |n: usize| (0..n).map(|i| OperationHash::from_bytes([(i % 251) as u8; 32])).collect::<Vec<_>>();
+    let messages: Vec<(&str, OctezMessage)> = vec![
+        (
+            "Current_head, 3999-hash mempool",
+            P2pMessage::Message(DbMessage::CurrentHead {
+                chain_id: "NetXdQprcVkpaWU".parse().unwrap(),
+                current_block_header: header,
+                current_mempool: Mempool { known_valid: hashes(3000), pending: hashes(999) },
+            }),
+        ),
+        (
+            "Operations_for_blocks, 200 operations (1 MiB)",
+            P2pMessage::Message(DbMessage::OperationsForBlocks {
+                operations_for_block: OperationsForBlock { hash: BlockHash::from_bytes([4; 32]), validation_pass: 3 },
+                operation_hashes_path: OperationHashesPath(vec![
+                    PathStep::Right { left: OperationListListHash::from_bytes([5; 32]) },
+                    PathStep::Left { right: OperationListListHash::from_bytes([6; 32]) },
+                ]),
+                operations: (0..200)
+                    .map(|i| Operation {
+                        branch: BlockHash::from_bytes([i as u8; 32]),
+                        data: Bytes::from(vec![8; 5100]),
+                    })
+                    .collect(),
+            }),
+        ),
+    ];
+    let mut g = c.benchmark_group("db");
+    for (name, m) in messages {
+        let mut out = Vec::new();
+        m.encode(&mut out).unwrap();
+        let frame = Bytes::from(out);
+        g.throughput(Throughput::Bytes(frame.len() as u64));
+        g.bench_function(format!("decode {name}"), |b| {
+            b.iter(|| OctezMessage::decode(black_box(frame.clone())).unwrap())
+        });
+        g.bench_function(format!("copy {name}"), |b| b.iter(|| Bytes::copy_from_slice(black_box(&frame[..]))));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, chunk, handshake, codec, db);
 criterion_main!(benches);

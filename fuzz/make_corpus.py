@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Writes the seed corpus of every fuzz target from tests/data/vectors.json (a copy of the
-shared known answers): real connection messages, Ack/Nack plaintexts, p2p messages, chunks, and
-the peer side of recorded handshakes. Run from the repository root: python3 fuzz/make_corpus.py"""
+"""Writes the seed corpus of every fuzz target from tests/data/vectors.json and
+tests/data/p2p_messages.json (copies of the shared known answers): real connection messages,
+Ack/Nack plaintexts, p2p messages and captured distributed_db messages, chunks, and the peer side
+of recorded handshakes. Run from the repository root: python3 fuzz/make_corpus.py"""
 import hashlib
 import json
 import os
@@ -9,7 +10,7 @@ import os
 HERE = os.path.dirname(os.path.abspath(__file__))
 vectors = json.load(open(os.path.join(HERE, "..", "tests", "data", "vectors.json")))
 seeds = {t: [] for t in ["connection_message", "metadata", "ack", "chunk_stream", "messages",
-                         "handshake_incoming", "handshake_outgoing"]}
+                         "handshake_incoming", "handshake_outgoing", "db_messages"]}
 for v in vectors:
     i, e = v["inputs"], v["expected"]
     H = bytes.fromhex
@@ -40,6 +41,14 @@ for v in vectors:
         if "bytes_hex" in i:
             seeds["messages"].append(H(i["bytes_hex"]))
 seeds["metadata"] += [b"\x00\xff", b"\x01\x00", b""]
+# Whole envelopes of the captured distributed_db messages (bodies get their size and tag).
+db = json.load(open(os.path.join(HERE, "..", "tests", "data", "p2p_messages.json")))
+for v in db["vectors"]:
+    b = bytes.fromhex(v["hex"])
+    if v["kind"] == "body":
+        b = (len(b) + 2).to_bytes(4, "big") + v["tag"].to_bytes(2, "big") + b
+    seeds["db_messages"].append(b)
+    seeds["messages"].append(b)
 for target, items in seeds.items():
     d = os.path.join(HERE, "corpus", target)
     os.makedirs(d, exist_ok=True)

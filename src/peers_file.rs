@@ -405,14 +405,22 @@ pub fn apply(doc: &Value, table: &mut PeerTable, clock: &WallClock, now: Instant
             }
             None => None,
         };
+        let last_disconnection = with_peer("last_disconnection")?;
+        let last_failed = r.time("last_failed_connection")?.map(inst);
+        let last_rejected = with_peer("last_rejected_connection")?;
+        // The delay that follows a connection's end (60 s) is not kept across a restart: our
+        // own shutdown ended those connections. The back-off of failed dials is kept.
+        let ended_by_disconnection = last_disconnection
+            .is_some_and(|(_, d)| last_failed.is_none_or(|f| d >= f) && last_rejected.is_none_or(|(_, r)| d >= r));
+        let reconnection = reconnection.filter(|_| !ended_by_disconnection);
         let info = PointInfo {
             trusted: r.bool("trusted")?,
             state: PointState::Disconnected,
             known_public: r.bool("known_public")?,
-            last_failed_connection: r.time("last_failed_connection")?.map(inst),
-            last_rejected_connection: with_peer("last_rejected_connection")?,
+            last_failed_connection: last_failed,
+            last_rejected_connection: last_rejected,
             last_established_connection: with_peer("last_established_connection")?,
-            last_disconnection: with_peer("last_disconnection")?,
+            last_disconnection,
             reconnection,
             expected_peer_id: match v.get("expected_peer_id") {
                 None | Some(Value::Null) => None,
@@ -571,8 +579,23 @@ mod tests {
         assert_eq!(u.peer(&a).unwrap().last_disconnection.as_deref(), Some("ConnectionClosed"));
         assert_eq!(u.ip_refused(IpAddr::from([10, 0, 0, 1]), now), Some(crate::peers::Refusal::Greylisted));
         assert_eq!(u.banned_peers().count(), 1);
-        // What was saved is what is saved again.
-        assert_eq!(to_json(&u, &clock, now)["points"], doc["points"]);
+        // A connection's end (our shutdown) does not delay the reconnection after a restart;
+        // a failed dial's back-off is kept.
+        assert!(u.point(&pt(2)).unwrap().reconnection.is_none());
+        assert!(u.point(&pt(4)).unwrap().reconnection.is_some());
+        // Otherwise what was saved is what is saved again.
+        let mut again = to_json(&u, &clock, now)["points"].clone();
+        let mut before = doc["points"].clone();
+        for list in [&mut again, &mut before] {
+            for p in list.as_array_mut().unwrap() {
+                if p["point"] == point_text(&pt(2)) {
+                    let o = p.as_object_mut().unwrap();
+                    o.remove("greylisted_until");
+                    o.remove("reconnection_delay");
+                }
+            }
+        }
+        assert_eq!(again, before);
     }
 
     #[test]

@@ -137,6 +137,9 @@ pub fn describe_all() {
         }
     }
     metrics::counter!(OVERLAY_DROPPED).increment(0);
+    for kind in ["Bootstrap", "Advertise", "Swap_request", "Swap_ack"] {
+        metrics::counter!(OVERLAY_HELD, "kind" => kind).increment(0);
+    }
     for result in ["new", "known"] {
         metrics::counter!(ADVERTISED_POINTS, "result" => result).increment(0);
     }

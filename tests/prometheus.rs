@@ -20,7 +20,10 @@ use common::dial;
 use tezos_p2p::actor::{self, Connection, ConnectionConfig, Limits, Node, NodeConfig};
 use tezos_p2p::handshake::LocalConfig;
 use tezos_p2p::identity::Identity;
+use tezos_p2p::maintenance::MaintenanceConfig;
+use tezos_p2p::message::db::OctezMessage;
 use tezos_p2p::message::RawMessage;
+use tezos_p2p::peers::ConnectionLimits;
 use tezos_p2p::pow::{GenerateOptions, PowTarget};
 use tezos_p2p::telemetry::Telemetry;
 use tezos_p2p::wire::{ConnectionMetadata, NetworkVersion};
@@ -177,6 +180,21 @@ async fn dashboards_evaluate_against_a_real_prometheus_scraping_a_node_under_tra
         .await
         .is_none());
     let _tampering = common::send_tampered_chunk([127, 0, 0, 22], addr, local(identity_at(POW), "TEZOS_MAINNET")).await;
+    // A small overlay speaking octez's P2P layer, with maintenance: dials, Bootstrap and
+    // Advertise, points learned (its series live in the same recorder).
+    let mut overlay: Vec<Node<OctezMessage, ConnectionMetadata>> = Vec::new();
+    for i in 0..3u8 {
+        let mut c = NodeConfig::new(Identity::ephemeral(), ConnectionMetadata::default());
+        c.listen_addr = Some(SocketAddr::from(([127, 0, 0, 30 + i], 0)));
+        c.expected_pow = PowTarget::new(0.0).unwrap();
+        c.workers = 1;
+        c.limits = ConnectionLimits::from_connections(4);
+        c.maintenance = Some(MaintenanceConfig::default());
+        c.trusted_points = overlay.first().and_then(|n| n.listen_addr()).into_iter().collect();
+        overlay.push(Node::start(c).await.unwrap());
+    }
+    // A point nobody listens on: a failed dial.
+    overlay[1].add_point(SocketAddr::from(([127, 0, 0, 39], 1)));
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let mut scraped = false;
     let msg = RawMessage(Bytes::from(vec![5u8; 20_000]));
@@ -242,5 +260,8 @@ async fn dashboards_evaluate_against_a_real_prometheus_scraping_a_node_under_tra
     let _ = prometheus.wait();
     assert!(failures.is_empty(), "{} of {} expressions failed:\n{}", failures.len(), exprs.len(), failures.join("\n"));
     println!("{} dashboard expressions evaluated with data", exprs.len());
+    for n in &overlay {
+        n.shutdown().await;
+    }
     node.shutdown().await;
 }

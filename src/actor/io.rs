@@ -101,13 +101,23 @@ pub(super) struct ReaderParts<E: Encoding, M: Metadata> {
 
 impl<E: Encoding, M: Metadata> ChildLoop for ReaderParts<E, M> {
     fn run(self) -> impl std::future::Future<Output = Option<CloseReason>> + 'static {
-        self.read_loop()
+        let mut me = self;
+        async move {
+            let reason = me.read_loop().await;
+            // Recorded (first reason wins) while the read queue is still open: a `read` that
+            // then fails and closes the connection must not record its own `LocalClose` first.
+            if let Some(r) = &reason {
+                me.shared.shutdown(r.clone());
+            }
+            drop(me);
+            reason
+        }
     }
 }
 
 impl<E: Encoding, M: Metadata> ReaderParts<E, M> {
     /// Returns the reason the connection must end, or `None` if it was cancelled.
-    async fn read_loop(mut self) -> Option<CloseReason> {
+    async fn read_loop(&mut self) -> Option<CloseReason> {
         let cancel = self.shared.cancel.clone();
         // Metric handles taken once: recording is then an atomic add (a no-op without recorder).
         let (bytes_in, msgs_in) = if telemetry::per_peer() {
@@ -305,12 +315,20 @@ pub(super) struct WriterParts<E: Encoding, M: Metadata> {
 
 impl<E: Encoding, M: Metadata> ChildLoop for WriterParts<E, M> {
     fn run(self) -> impl std::future::Future<Output = Option<CloseReason>> + 'static {
-        self.write_loop()
+        let mut me = self;
+        async move {
+            let reason = me.write_loop().await;
+            if let Some(r) = &reason {
+                me.shared.shutdown(r.clone());
+            }
+            drop(me);
+            reason
+        }
     }
 }
 
 impl<E: Encoding, M: Metadata> WriterParts<E, M> {
-    async fn write_loop(mut self) -> Option<CloseReason> {
+    async fn write_loop(&mut self) -> Option<CloseReason> {
         let cancel = self.shared.cancel.clone();
         let msgs_out = if telemetry::per_peer() {
             metrics::counter!(telemetry::SENT_MESSAGES, "peer" => self.shared.info.peer_id.to_string())

@@ -211,11 +211,13 @@ impl<'a> Cursor<'a> {
                 return Err(DecodeError::TooManyElements { what, max });
             }
         }
-        let mut out = Vec::with_capacity(count);
-        while self.remaining() > 0 {
-            out.push(f(self.array(what)?));
+        if !self.remaining().is_multiple_of(N) {
+            self.pos += count * N;
+            return Err(DecodeError::NotEnoughData { field: what, needed: N, available: self.remaining() });
         }
-        Ok(out)
+        let all = self.take(what, count * N)?;
+        // One bounds check for the whole list, then plain copies (no per-element checks).
+        Ok(all.chunks_exact(N).map(|c| f(c.try_into().unwrap_or([0; N]))).collect())
     }
 
     /// Fails with `ExtraBytes` unless the current region was consumed entirely.

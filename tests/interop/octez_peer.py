@@ -22,6 +22,14 @@ common: --identity PATH | --pow F; --expected-pow F; --chain-name S; --ddb-versi
         --p2p-version N; --port-announce N; --metadata HEX; --timeout S; --chunk-size N;
         --nack MOTIVE [--points P1,P2 | --nack-points-count K] [--force-oversize-nack];
         --echo; --send-random N --max-size B --seed S [--pack]
+P2P layer (octez `P2p_message` inside the session, protocol.md §9.5: u32be size || u16be tag ||
+body; Bootstrap 0x02, Advertise 0x03 = points to the end, each u32be length + "addr:port",
+at most 100; Swap_request 0x04 / Swap_ack 0x05 = point + 16-byte peer id; Disconnect 0x01):
+        --send-bootstrap (then expect an Advertise: event `advertise`, points checked);
+        --send-advertise P1,P2; --send-swap-request POINT,PEER_ID_HEX; --send-disconnect
+        (then expect the peer to close: event `closed_by_peer`); --send-oversize (a
+        Get_block_headers with 11 hashes, over octez's list bound of 10: expect a close);
+        --hold S (keep reading S seconds, one `p2p_message` event per message received).
 """
 import argparse, hashlib, ipaddress, json, math, os, queue, random, socket, struct, sys, threading, time
 
@@ -342,6 +350,111 @@ def accept(chan):
         raise PeerError("RejectedByNack", event="rejected", motive=motive, alternative_points=pts)
 
 
+# ---------------------------------------------------------------- P2P layer (§9.5)
+P2P_KINDS = {1: "Disconnect", 2: "Bootstrap", 3: "Advertise", 4: "Swap_request", 5: "Swap_ack"}
+MAX_POINT_TEXT = 47          # octez P2p_point.Id: check_size 51 with the 4-byte length
+
+
+def encode_point(text):
+    b = text.encode()
+    if len(b) > MAX_POINT_TEXT:
+        raise PeerError("EncodingError", detail=f"point {text!r} too long")
+    return struct.pack(">I", len(b)) + b
+
+
+def p2p_payload(tag, body=b""):
+    """The P2P message without its u32 size (send_message adds it)."""
+    return struct.pack(">H", tag) + body
+
+
+def decode_points(body):
+    pts, i = [], 0
+    while i < len(body):
+        n = struct.unpack(">I", body[i:i + 4])[0]
+        if n > MAX_POINT_TEXT or i + 4 + n > len(body):
+            raise PeerError("DecodingError", detail="bad point length")
+        text = body[i + 4:i + 4 + n].decode()
+        check_point(text)
+        pts.append(text)
+        i += 4 + n
+    if len(pts) > 100:
+        raise PeerError("DecodingError", detail="more than 100 points")
+    return pts
+
+
+def decode_p2p(payload):
+    if len(payload) < 2:
+        raise PeerError("DecodingError", detail="no tag")
+    tag, body = struct.unpack(">H", payload[:2])[0], payload[2:]
+    kind = P2P_KINDS.get(tag)
+    ev = {"tag": tag, "kind": kind or "Message"}
+    try:
+        if tag in (1, 2) and body:
+            raise PeerError("DecodingError", detail="trailing bytes")
+        if tag == 3:
+            ev["points"] = decode_points(body)
+        elif tag in (4, 5):
+            n = struct.unpack(">I", body[:4])[0]
+            if n > MAX_POINT_TEXT or len(body) != 4 + n + 16:
+                raise PeerError("DecodingError", detail="bad swap body")
+            ev["point"] = body[4:4 + n].decode()
+            check_point(ev["point"])
+            ev["peer_id"] = peer_id_from_hash(body[4 + n:])
+        elif kind is None:
+            ev["body_len"] = len(body)
+    except (ValueError, struct.error, UnicodeDecodeError) as ex:
+        raise PeerError("DecodingError", detail=str(ex)) from None
+    return ev
+
+
+def peer_id_from_hash(h):
+    return b58check(b"\x99\x67", h)
+
+
+def run_p2p(chan, sock, a):
+    """Sends the requested P2P-layer messages, then reads for --hold seconds (or until what it
+    waits for arrives) and reports every message; exit 1 if an expectation is not met."""
+    if a.send_bootstrap:
+        chan.send_message(p2p_payload(2))
+    if a.send_advertise:
+        chan.send_message(p2p_payload(3, b"".join(encode_point(p) for p in a.send_advertise)))
+    if a.send_swap_request:
+        point, pid = a.send_swap_request
+        chan.send_message(p2p_payload(4, encode_point(point) + bytes.fromhex(pid)))
+    if a.send_oversize:
+        chan.send_message(p2p_payload(0x20, struct.pack(">I", 11 * 32) + os.urandom(11 * 32)))
+    if a.send_disconnect:
+        chan.send_message(p2p_payload(1))
+    expect_close = a.send_disconnect or a.send_oversize
+    deadline = time.monotonic() + max(a.hold, a.timeout if (a.send_bootstrap or expect_close) else 0)
+    advertise, closed = None, False
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.05, deadline - time.monotonic()))
+        try:
+            payload = chan.recv_message()
+        except PeerError as ex:
+            if ex.error == "ConnectionClosed":
+                closed = True
+                emit(event="closed_by_peer")
+                break
+            if ex.error == "Timeout":
+                break
+            raise
+        ev = decode_p2p(payload)
+        emit(event="p2p_message", **ev)
+        if ev["kind"] == "Advertise" and advertise is None:
+            advertise = ev["points"]
+            emit(event="advertise", points=advertise, count=len(advertise),
+                 distinct=len(set(advertise)) == len(advertise))
+            if a.hold == 0 and not expect_close:
+                break
+    if a.send_bootstrap and advertise is None:
+        raise PeerError("NoAdvertise")
+    if expect_close and not closed:
+        raise PeerError("NotClosed")
+    return 0
+
+
 def run_echo(chan):
     q = queue.Queue()
 
@@ -433,6 +546,8 @@ def session(sock, a, ident, incoming):
             rc = run_echo(chan)
         elif a.send_random:
             rc = run_send_random(chan, a)
+        elif a.p2p:
+            rc = run_p2p(chan, sock, a)
         graceful_close(sock)
         return rc
     except PeerError as ex:
@@ -563,6 +678,12 @@ def main(argv=None):
     com.add_argument("--max-size", type=int, default=1 << 20)
     com.add_argument("--seed", type=int, default=0)
     com.add_argument("--pack", action="store_true", help="coalesce messages across chunk boundaries")
+    com.add_argument("--send-bootstrap", action="store_true")
+    com.add_argument("--send-advertise", default="", metavar="P1,P2")
+    com.add_argument("--send-swap-request", default="", metavar="POINT,PEER_ID_HEX")
+    com.add_argument("--send-disconnect", action="store_true")
+    com.add_argument("--send-oversize", action="store_true")
+    com.add_argument("--hold", type=float, default=0.0, metavar="S")
     cc = sub.add_parser("connect", parents=[com])
     cc.add_argument("target", type=parse_hostport, metavar="HOST:PORT")
     cl = sub.add_parser("listen", parents=[com])
@@ -580,6 +701,12 @@ def main(argv=None):
             a.points = [x for x in a.points.split(",") if x]
         if a.echo and a.send_random or a.send_random < 0 or a.max_size < 0:
             p.error("--echo and --send-random are exclusive; sizes must be >= 0")
+        a.send_advertise = [x for x in a.send_advertise.split(",") if x]
+        a.send_swap_request = a.send_swap_request.split(",") if a.send_swap_request else None
+        if a.send_swap_request is not None and len(a.send_swap_request) != 2:
+            p.error("--send-swap-request POINT,PEER_ID_HEX")
+        a.p2p = bool(a.send_bootstrap or a.send_advertise or a.send_swap_request or a.send_disconnect
+                     or a.send_oversize or a.hold)
     return {"check-identity": cmd_check_identity, "check-vectors": cmd_check_vectors,
             "connect": cmd_connect, "listen": cmd_listen}[a.cmd](a)
 

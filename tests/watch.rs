@@ -1,0 +1,102 @@
+//! `tezos-p2p connect --watch`: each received message is printed as a `message` event carrying
+//! its codec JSON; `--send` sends messages on connect.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::Value;
+use tezos_p2p::actor::{self, Connection, ConnectionConfig};
+use tezos_p2p::handshake::LocalConfig;
+use tezos_p2p::identity::Identity;
+use tezos_p2p::message::db::{DbMessage, OctezMessage};
+use tezos_p2p::message::P2pMessage;
+use tezos_p2p::pow::PowTarget;
+use tezos_p2p::shell::{
+    BlockHash, BlockHeader, ContextHash, Fitness, Mempool, OperationHash, OperationListListHash, Timestamp,
+};
+use tezos_p2p::wire::{ConnectionMetadata, NetworkVersion};
+
+#[actix::test]
+async fn watch_prints_every_message_as_codec_json_and_send_sends_on_connect() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let local = Arc::new(LocalConfig {
+        identity: Arc::new(Identity::ephemeral()),
+        advertised_port: Some(addr.port()),
+        version: NetworkVersion::current("TEZOS_MAINNET"),
+        metadata: ConnectionMetadata::default(),
+        expected_pow: PowTarget::new(0.0).unwrap(),
+        crypto_backend: tezos_p2p::crypto::CryptoBackend::default(),
+    });
+    let header = BlockHeader {
+        level: 42,
+        proto: 1,
+        predecessor: BlockHash::from_bytes([9; 32]),
+        timestamp: Timestamp(1_552_897_838),
+        validation_pass: 4,
+        operations_hash: OperationListListHash::from_bytes([1; 32]),
+        fitness: Fitness(vec![Bytes::from_static(&[0]), Bytes::from_static(&[0, 1])]),
+        context: ContextHash::from_bytes([3; 32]),
+        protocol_data: Bytes::from_static(&[0xaa, 0xbb]),
+    };
+    let expected_hash = header.hash().to_string();
+    let server = actix::spawn(async move {
+        let (s, _) = listener.accept().await.unwrap();
+        let conn: Connection<OctezMessage, ConnectionMetadata> =
+            actor::authenticate(s, local, true, Duration::from_secs(10))
+                .await
+                .unwrap()
+                .accept(ConnectionConfig::default())
+                .await
+                .unwrap();
+        // What the command sent on connect.
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            got.push(conn.read().await.unwrap().1);
+        }
+        conn.write(&P2pMessage::Bootstrap).await.unwrap();
+        conn.write(&P2pMessage::Message(DbMessage::CurrentHead {
+            chain_id: "NetXdQprcVkpaWU".parse().unwrap(),
+            current_block_header: header,
+            current_mempool: Mempool { known_valid: vec![OperationHash::from_bytes([5; 32])], pending: vec![] },
+        }))
+        .await
+        .unwrap();
+        let _ = conn.read().await;
+        got
+    });
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tezos-p2p"))
+        .args(["connect", &addr.to_string(), "--expected-pow", "0", "--watch", "--max-messages", "2"])
+        .args(["--send", "Get_current_head", "--send", r#"{"kind":"Get_block_headers","get_block_headers":[]}"#])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let events: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let names: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(names, ["connected", "sent", "sent", "message", "message", "disconnected"], "{stdout}");
+    assert_eq!(events[1]["kind"], "Get_current_head");
+    assert_eq!(events[3]["kind"], "Bootstrap");
+    let head = &events[4];
+    assert_eq!(head["kind"], "Current_head");
+    assert_eq!(head["chain_id"], "NetXdQprcVkpaWU");
+    assert_eq!(head["current_block_header"]["level"], 42);
+    assert_eq!(head["current_block_header"]["hash"], expected_hash.as_str());
+    assert_eq!(head["current_block_header"]["timestamp"], "2019-03-18T08:30:38Z");
+    assert_eq!(head["current_block_header"]["protocol_data"], "aabb");
+    assert!(head["size"].as_u64().unwrap() > 0);
+    let got = server.await.unwrap();
+    assert_eq!(got[0], P2pMessage::Message(DbMessage::GetCurrentHead { chain_id: "NetXdQprcVkpaWU".parse().unwrap() }));
+    assert_eq!(got[1], P2pMessage::Message(DbMessage::GetBlockHeaders { get_block_headers: vec![] }));
+}
+
+#[test]
+fn a_bad_send_argument_is_a_usage_error() {
+    let out = common::bin().args(["connect", "127.0.0.1:1", "--send", "Get_everything"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--send"));
+}
