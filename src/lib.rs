@@ -67,8 +67,14 @@
 //! - [`message`]: typed message encodings carried over a session (§9): the octez P2P envelope,
 //!   and [`message::db`], octez's distributed_db messages, typed.
 //! - [`shell`]: octez shell types (hashes, block headers, operations, mempools) and their bounds.
+//! - [`codec`]: every wire type by name, binary ↔ JSON (`tezos-p2p codec`).
 //! - [`stat`]: octez `P2p_stat` and its moving average (§11.4).
-//! - [`actor`]: connections as actix actors, `authenticate` / `accept` / `nack` over TCP.
+//! - [`bandwidth`], [`peers`], [`maintenance`], [`overlay`]: the pure policies under the
+//!   scheduler, the registry and the overlay (fair-share quotas; points, peers and greylists;
+//!   octez's maintenance; the P2P-layer message rules); [`peers_file`]: what a node keeps across
+//!   restarts.
+//! - [`actor`]: connections as actix actors, `authenticate` / `accept` / `nack` over TCP, and
+//!   `Node`: a connection manager in octez's sense, with its `/network` admin API.
 //!
 //! Section numbers refer to the protocol specification the project is written against.
 

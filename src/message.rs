@@ -211,7 +211,7 @@ impl ApplicationMessage for OpaqueMessage {
 
 /// The real node's envelope (octez `P2p_message`): `u32be size ‖ u16be tag ‖ body`, at most
 /// 100 MiB in all, around application messages `A` (default: [`OpaqueMessage`]; octez's typed
-/// distributed_db messages: [`OctezMessage`](db::OctezMessage)).
+/// distributed_db messages: [`OctezMessage`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum P2pMessage<A = OpaqueMessage> {
     /// 0x0001: the sender is closing.

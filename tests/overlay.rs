@@ -186,3 +186,37 @@ async fn a_corrupt_peers_file_stops_the_start_unless_recovery_is_asked() {
     assert!(aside[0].file_name().to_string_lossy().starts_with("peers.json.corrupt-"));
     n.shutdown().await;
 }
+
+#[actix::test]
+async fn a_private_node_dials_and_accepts_only_trusted_points_and_answers_no_bootstrap() {
+    let friend = node(50, &[], None).await;
+    let stranger = node(51, &[], None).await;
+    let mut config =
+        NodeConfig::new(Identity::ephemeral(), ConnectionMetadata { disable_mempool: false, private_node: true });
+    config.listen_addr = Some(SocketAddr::from(([127, 0, 0, 52], 0)));
+    config.expected_pow = PowTarget::new(0.0).unwrap();
+    config.workers = 1;
+    config.limits = ConnectionLimits::from_connections(4);
+    config.maintenance = Some(MaintenanceConfig::default());
+    config.private_mode = true;
+    config.trusted_points = vec![friend.listen_addr().unwrap()];
+    let private: TestNode = Node::start(config).await.unwrap();
+    // It learns another point, but dials only the trusted one.
+    private.add_point(stranger.listen_addr().unwrap());
+    eventually("the trusted point is dialled", || match peers_of(&private).contains(&friend.peer_id()) {
+        true => Ok(()),
+        false => Err("not yet".into()),
+    })
+    .await;
+    assert!(!peers_of(&private).contains(&stranger.peer_id()));
+    assert!(private.connect(stranger.listen_addr().unwrap()).await.is_err(), "private mode dials trusted points only");
+    // An untrusted peer is refused (no Nack: the socket is closed).
+    assert!(stranger.connect(private.listen_addr().unwrap()).await.is_err());
+    // Its peers never advertise it: the friend sees a private peer.
+    assert!(friend.connections().iter().all(|c| c.private_node()));
+    let public = friend.point(&private.listen_addr().unwrap());
+    assert!(public.is_none_or(|p| !p.known_public), "a private node's point is not advertisable");
+    for n in [private, friend, stranger] {
+        n.shutdown().await;
+    }
+}

@@ -241,3 +241,41 @@ fn a_truncated_peers_file_is_a_clear_error() {
     assert!(ev["message"].as_str().unwrap().contains("corrupt"), "{ev}");
     assert!(file.exists());
 }
+
+#[test]
+fn an_advertise_of_101_points_is_a_decoding_error_that_greylists_the_sender() {
+    let (mut node, addr) = listen("127.0.0.1", &[]);
+    let points: Vec<String> = (1..=101).map(|i| format!("10.0.{}.{}:9732", i / 250, i % 250 + 1)).collect();
+    let (code, evs) =
+        run(peer(&["connect", &addr, "--source", "127.0.0.13", "--send-advertise", &points.join(","), "--hold", "10"]));
+    assert_eq!(code, Some(0), "{evs:#?}");
+    find(&evs, "closed_by_peer");
+    let d = node.event("disconnected");
+    assert_eq!(d["reason"], "DecodingError", "{d}");
+    let (code, evs) = run(peer(&["connect", &addr, "--source", "127.0.0.13"]));
+    assert_eq!(code, Some(1), "greylisted: {evs:#?}");
+    // 100 points are fine, and learned.
+    let (code, evs) = run(peer(&[
+        "connect",
+        &addr,
+        "--source",
+        "127.0.0.14",
+        "--send-advertise",
+        &points[..100].join(","),
+        "--hold",
+        "1",
+    ]));
+    assert_eq!(code, Some(0), "{evs:#?}");
+    let adv = node.event("advertise_received");
+    assert_eq!((adv["points"].as_u64(), adv["new_points"].as_u64()), (Some(100), Some(100)), "{adv}");
+}
+
+#[test]
+fn bootstrap_peers_may_be_given_by_name() {
+    let mut target = Events::spawn(peer(&["listen", "--addr", "127.0.0.1:0", "--count", "1", "--hold", "1"]));
+    let t = target.event("listening");
+    let port = t["addr"].as_str().unwrap().rsplit(':').next().unwrap().to_owned();
+    let (mut node, _) = listen("127.0.0.15", &["--peer", &format!("localhost:{port}")]);
+    node.until("dialing the named peer", |e| e["event"] == "dialing");
+    assert_eq!(target.event("connected")["incoming"], true);
+}
