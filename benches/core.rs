@@ -1,12 +1,15 @@
 //! Criterion micro-benchmarks of the protocol core: seal/open of one chunk, the handshake state
-//! machine, and the message codec. `cargo bench` (CI compiles them with `cargo bench --no-run`).
+//! machine, the message codec, typed octez messages, and the writer's and reader's paths.
+//! `cargo bench` (CI compiles them with `cargo bench --no-run`).
 #![allow(missing_docs)] // criterion_group! generates undocumented items
+
+#[path = "../src/bin/cli/benchkit.rs"]
+mod benchkit;
 
 use std::hint::black_box;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use tezos_p2p::benchkit;
 use tezos_p2p::crypto::{ChannelKey, CryptoBackend, Nonce, Opener, Sealer, SecretKey};
 use tezos_p2p::message::{Encoding, MessageDecoder, RawMessage};
 use tezos_p2p::wire::{seal_chunks, ChunkDecoder, ChunkSize, MAX_CONTENT_LENGTH};
@@ -17,7 +20,7 @@ fn chunk(c: &mut Criterion) {
     // Every backend compiled in (`--features sodium` adds libsodium beside the pure-Rust one).
     for &backend in CryptoBackend::ALL {
         let key = ChannelKey::from_bytes_with(backend, [1; 32]);
-        for len in [1024usize, MAX_CONTENT_LENGTH] {
+        for len in [100usize, 1024, MAX_CONTENT_LENGTH] {
             let mut buf = vec![0u8; 16 + len];
             g.throughput(Throughput::Bytes(len as u64));
             g.bench_function(format!("{backend} seal {len}"), |b| {
@@ -135,5 +138,80 @@ fn db(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, chunk, handshake, codec, db);
+/// The two paths the scale figures show hot: the writer sealing many small queued messages into
+/// one coalesced buffer (a relay's heads and operations), and the reader taking them apart
+/// again from one read (chunk open + message reassembly). Per message, against the seal+open
+/// of the same bytes as the ceiling (`chunk` group).
+fn paths(c: &mut Criterion) {
+    const COUNT: usize = 512;
+    let key = ChannelKey::from_bytes([3; 32]);
+    let mut g = c.benchmark_group("paths");
+    for len in [100usize, 1024] {
+        let encoded: Vec<Vec<u8>> = (0..COUNT)
+            .map(|i| {
+                let mut enc = Vec::with_capacity(len + 4);
+                RawMessage(Bytes::from(vec![i as u8; len])).encode(&mut enc).unwrap();
+                enc
+            })
+            .collect();
+        g.throughput(Throughput::Elements(COUNT as u64));
+        g.bench_function(format!("writer: coalesce {COUNT} x {len} B"), |b| {
+            let mut out = BytesMut::with_capacity(COUNT * (len + 64));
+            b.iter(|| {
+                let mut sealer = Sealer::new(key.clone(), Nonce::from_bytes([0; 24]));
+                out.clear();
+                for m in &encoded {
+                    seal_chunks(&mut sealer, m, ChunkSize::default(), &mut out);
+                }
+                black_box(out.len())
+            })
+        });
+        let mut wire = BytesMut::new();
+        let mut sealer = Sealer::new(key.clone(), Nonce::from_bytes([0; 24]));
+        for m in &encoded {
+            seal_chunks(&mut sealer, m, ChunkSize::default(), &mut wire);
+        }
+        g.bench_function(format!("reader: reassemble {COUNT} x {len} B from one buffer"), |b| {
+            b.iter(|| {
+                let mut buf = wire.clone();
+                let mut chunks = ChunkDecoder::new(Opener::new(key.clone(), Nonce::from_bytes([0; 24])));
+                let mut msgs = MessageDecoder::<RawMessage>::new(1 << 20);
+                let mut n = 0;
+                while let Some(p) = chunks.decode(&mut buf).unwrap() {
+                    msgs.push(p);
+                    while let Some(m) = msgs.next_message().unwrap() {
+                        black_box(m);
+                        n += 1;
+                    }
+                }
+                assert_eq!(n, COUNT);
+            })
+        });
+    }
+    // One large message over many chunks: the reassembly's gathering copy.
+    let len = 1 << 20;
+    let mut enc = Vec::with_capacity(len + 4);
+    RawMessage(Bytes::from(vec![9u8; len])).encode(&mut enc).unwrap();
+    let mut wire = BytesMut::new();
+    seal_chunks(&mut Sealer::new(key.clone(), Nonce::from_bytes([0; 24])), &enc, ChunkSize::default(), &mut wire);
+    g.throughput(Throughput::Bytes(len as u64));
+    g.bench_function("reader: reassemble one 1 MiB message", |b| {
+        b.iter(|| {
+            let mut buf = wire.clone();
+            let mut chunks = ChunkDecoder::new(Opener::new(key.clone(), Nonce::from_bytes([0; 24])));
+            let mut msgs = MessageDecoder::<RawMessage>::new(2 << 20);
+            let mut out = None;
+            while let Some(p) = chunks.decode(&mut buf).unwrap() {
+                msgs.push(p);
+                if let Some(m) = msgs.next_message().unwrap() {
+                    out = Some(m);
+                }
+            }
+            black_box(out.unwrap())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, chunk, handshake, codec, db, paths);
 criterion_main!(benches);

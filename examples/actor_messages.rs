@@ -38,8 +38,10 @@ async fn main() {
         client.expect("handshake").accept::<RawMessage>(ConnectionConfig::default()),
         server.accept::<RawMessage>(ConnectionConfig::default())
     );
-    // From here on, only the actors' addresses.
-    let (a, b) = (client.expect("accept").addr(), server.expect("accept").addr());
+    // The handles own the connections (the last one dropped closes its connection): keep them;
+    // from here on, everything goes through the actors' addresses.
+    let (client, server) = (client.expect("accept"), server.expect("accept"));
+    let (a, b) = (client.addr(), server.addr());
     a.send(Write(RawMessage(Bytes::from_static(b"ping")))).await.expect("mailbox").expect("write");
     let (size, msg) = b.send(Read::default()).await.expect("mailbox").expect("read");
     println!("b read {size} bytes: {:?}", msg.0);

@@ -6,9 +6,12 @@
 //!
 //! `cargo run --release --example scheduler -- [SECONDS] [LIMIT_BYTES_PER_S]`
 
+#[path = "../src/bin/cli/benchkit.rs"]
+mod benchkit;
+
+use crate::benchkit::{connection_rate, limited_senders};
 use tezos_p2p::actor::{ConnectionConfig, Limits, Scheduler, Workers};
 use tezos_p2p::bandwidth::jain_index;
-use tezos_p2p::benchkit::{connection_rate, limited_senders};
 
 fn main() {
     let mut args = std::env::args().skip(1);

@@ -56,7 +56,9 @@ fn local() -> Arc<LocalConfig<ConnectionMetadata>> {
 
 fn main() {
     let system = System::new();
-    system.block_on(async {
+    // The server's handle is kept until the system stops: the handles own the connection (the
+    // last one dropped closes it), subscribing does not.
+    let _server = system.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let server = async {
@@ -77,6 +79,7 @@ fn main() {
             client.write(&RawMessage(Bytes::from(vec![i; 100]))).await.expect("write");
         }
         client.close(true).await;
+        server
     });
     system.run().expect("system");
     println!("ok");

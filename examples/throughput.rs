@@ -3,15 +3,18 @@
 //!
 //! `cargo run --release --example throughput -- [SECONDS]`
 
+#[path = "../src/bin/cli/benchkit.rs"]
+mod benchkit;
+
 use tezos_p2p::actor::Workers;
 
 fn main() {
     let secs: f64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(5.0);
-    let ceiling = tezos_p2p::benchkit::raw_seal_open(tezos_p2p::wire::MAX_CONTENT_LENGTH, secs);
+    let ceiling = benchkit::raw_seal_open(tezos_p2p::wire::MAX_CONTENT_LENGTH, secs);
     let (big, small) = actix::System::new().block_on(async move {
         let workers = Workers::new(2);
-        let big = tezos_p2p::benchkit::connection_rate(&workers, 64 * 1024, secs, Default::default()).await;
-        let small = tezos_p2p::benchkit::connection_rate(&workers, 1024, secs, Default::default()).await;
+        let big = benchkit::connection_rate(&workers, 64 * 1024, secs, Default::default()).await;
+        let small = benchkit::connection_rate(&workers, 1024, secs, Default::default()).await;
         (big, small)
     });
     println!("raw seal+open, 65517-byte chunks, 1 core: {:8.1} MB/s", ceiling / 1e6);

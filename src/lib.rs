@@ -87,9 +87,8 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod actor;
+pub mod admission;
 pub mod bandwidth;
-#[doc(hidden)]
-pub mod benchkit;
 pub mod codec;
 pub mod crypto;
 #[doc(hidden)]

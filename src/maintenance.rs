@@ -39,6 +39,9 @@ pub struct MaintenanceConfig {
     /// Bootstrap peers given by name (`host:port`): resolved at every run, as octez does, and
     /// dialled as trusted points.
     pub bootstrap_peers: Vec<String>,
+    /// Dials per `looking_for_peers` period, at most (`None`: `max_target`, what one octez run
+    /// may dial): see [`DialBudget`].
+    pub dial_budget: Option<usize>,
 }
 
 impl Default for MaintenanceConfig {
@@ -48,7 +51,53 @@ impl Default for MaintenanceConfig {
             looking_for_peers: Duration::from_secs(5),
             max_concurrent_dials: 16,
             bootstrap_peers: Vec::new(),
+            dial_budget: None,
         }
+    }
+}
+
+/// How many dials maintenance may start: `capacity` at once, refilled by `capacity` every
+/// `period` (octez dials at most `max_target − n` per run and waits `looking_for_peers` between
+/// runs that find nothing; but a peer that keeps advertising fresh points wakes it again and
+/// again). A token bucket over all runs bounds what any peer can make the node dial: points a
+/// peer names are never dialled faster than this, however many it names.
+#[derive(Debug, Clone)]
+pub struct DialBudget {
+    capacity: f64,
+    period: Duration,
+    tokens: f64,
+    last: Instant,
+}
+
+impl DialBudget {
+    /// Full at `now`.
+    pub fn new(capacity: usize, period: Duration, now: Instant) -> Self {
+        let capacity = capacity.max(1) as f64;
+        Self { capacity, period: period.max(Duration::from_millis(1)), tokens: capacity, last: now }
+    }
+
+    /// Up to `wanted` dials allowed at `now` (taken from the budget).
+    pub fn take(&mut self, wanted: usize, now: Instant) -> usize {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed / self.period.as_secs_f64() * self.capacity).min(self.capacity);
+        self.last = now;
+        let granted = (wanted as f64).min(self.tokens.floor()).max(0.0) as usize;
+        self.tokens -= granted as f64;
+        granted
+    }
+
+    /// Gives back `n` dials granted and not used.
+    pub fn refund(&mut self, n: usize) {
+        self.tokens = (self.tokens + n as f64).min(self.capacity);
+    }
+
+    /// When at least one dial will be allowed again.
+    pub fn next_dial(&self, now: Instant) -> Instant {
+        if self.tokens >= 1.0 {
+            return now;
+        }
+        let missing = 1.0 - self.tokens;
+        now + self.period.mul_f64(missing / self.capacity)
     }
 }
 
@@ -234,6 +283,21 @@ mod tests {
         let got = candidates(&mut t, 10, &mut seen, later, later, false, &mut rng);
         assert_eq!(got.last(), Some(&pt(4)), "{got:?}");
         assert_eq!(candidates(&mut t, 1, &mut HashSet::new(), later, later, false, &mut rng).len(), 1);
+    }
+
+    #[test]
+    fn the_dial_budget_bounds_dials_over_time_whatever_is_asked() {
+        let now = Instant::now();
+        let mut b = DialBudget::new(5, Duration::from_secs(5), now);
+        assert_eq!(b.take(100, now), 5);
+        assert_eq!(b.take(100, now), 0);
+        assert_eq!(b.next_dial(now), now + Duration::from_secs(1));
+        assert_eq!(b.take(100, now + Duration::from_secs(1)), 1);
+        assert_eq!(b.take(100, now + Duration::from_secs(60)), 5, "never more than the capacity");
+        // Over a minute of constant demand: at most capacity + capacity · 60 / 5.
+        let mut b = DialBudget::new(5, Duration::from_secs(5), now);
+        let granted: usize = (0..600).map(|i| b.take(1000, now + Duration::from_millis(100 * i))).sum();
+        assert!(granted <= 5 + 60, "{granted}");
     }
 
     #[test]

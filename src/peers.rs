@@ -62,6 +62,10 @@ pub struct AclConfig {
     pub peer_greylist_size: usize,
     /// Reconnection delays of points.
     pub reconnection: ReconnectionConfig,
+    /// A peer that says `Disconnect` this many times within the window is greylisted: a
+    /// connect–disconnect loop costs the node a handshake each time (octez has no such rule;
+    /// an honest node does not restart five times in ten minutes).
+    pub disconnect_loop: (u32, Duration),
 }
 
 impl Default for AclConfig {
@@ -71,6 +75,7 @@ impl Default for AclConfig {
             ip_greylist_size: 16 * 1024,
             peer_greylist_size: 1023,
             reconnection: ReconnectionConfig::default(),
+            disconnect_loop: (5, Duration::from_secs(600)),
         }
     }
 }
@@ -301,6 +306,8 @@ pub struct PeerEntry {
     pub last_rejected: Option<Instant>,
     /// When its last running connection ended.
     pub last_disconnected: Option<Instant>,
+    /// `Disconnect` messages it sent in the current window, and when the window started.
+    pub disconnects: (u32, Instant),
 }
 
 /// Why admission refused a peer (the Nack motive follows from it).
@@ -677,6 +684,7 @@ impl PeerTable {
             last_established: None,
             last_rejected: None,
             last_disconnected: None,
+            disconnects: (0, now),
         });
         entry.state = PeerState::Accepted;
         entry.addr = addr;
@@ -773,6 +781,24 @@ impl PeerTable {
             .unwrap_or(config.increase_cap)
             .min(config.increase_cap);
         info.reconnection = Some(Reconnection { delay: next, end: far(now, delay) });
+    }
+
+    /// `peer` closed with `Disconnect`: counted in its window; at the loop bound it is
+    /// greylisted (and its address), and this returns true.
+    pub fn peer_sent_disconnect(&mut self, peer: PeerId, now: Instant) -> bool {
+        let (max, window) = self.acl.disconnect_loop;
+        let Some(p) = self.peers.get_mut(&peer) else { return false };
+        if now.saturating_duration_since(p.disconnects.1) > window {
+            p.disconnects = (0, now);
+        }
+        p.disconnects.0 += 1;
+        if p.disconnects.0 < max.max(1) {
+            return false;
+        }
+        p.disconnects = (0, now);
+        let ip = p.addr;
+        self.greylist_peer(peer, ip, now);
+        !self.trusted_peers.contains(&peer)
     }
 
     /// What the table knows of `peer`.
@@ -1143,6 +1169,27 @@ mod tests {
         let got = t.advertisable_points(50, None, now, &mut rng);
         assert!(got.len() <= 50 && got.len() >= 30, "{}", got.len());
         assert_eq!(got.iter().collect::<HashSet<_>>().len(), got.len());
+    }
+
+    #[test]
+    fn a_disconnect_loop_is_greylisted_after_the_bound() {
+        let now = Instant::now();
+        let mut t = PeerTable::new(AclConfig::default(), ConnectionLimits::default());
+        let p = peer();
+        let ip = IpAddr::from([127, 0, 0, 9]);
+        t.admit(p, ip, None, now).unwrap();
+        for i in 0..4 {
+            assert!(!t.peer_sent_disconnect(p, now + Duration::from_secs(i)));
+        }
+        assert!(t.peer_sent_disconnect(p, now + Duration::from_secs(5)));
+        assert_eq!(t.peer_refused(&p, now + Duration::from_secs(6)), Some(Refusal::Greylisted));
+        assert_eq!(t.ip_refused(ip, now + Duration::from_secs(6)), Some(Refusal::Greylisted));
+        // Spread over more than the window, the count starts again.
+        let q = peer();
+        t.admit(q, IpAddr::from([127, 0, 0, 8]), None, now).unwrap();
+        for i in 0..20u64 {
+            assert!(!t.peer_sent_disconnect(q, now + Duration::from_secs(i * 200)), "{i}");
+        }
     }
 
     #[test]

@@ -352,6 +352,7 @@ pub fn apply(doc: &Value, table: &mut PeerTable, clock: &WallClock, now: Instant
             last_established: None,
             last_rejected: None,
             last_disconnected: None,
+            disconnects: (0, now),
         };
         let mut last_conn: Option<(Instant, IpAddr, Option<u16>)> = None;
         for field in

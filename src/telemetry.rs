@@ -59,7 +59,8 @@ pub const OVERLAY_HELD: &str = "tezos_p2p_overlay_held_total";
 pub const OVERLAY_DROPPED: &str = "tezos_p2p_overlay_dropped_total";
 /// Points received in `Advertise` messages (counter), label `result` = `new` | `known`.
 pub const ADVERTISED_POINTS: &str = "tezos_p2p_advertised_points_total";
-/// Dials (counter), label `result` = `connected` | `failed`.
+/// Dials (counter), label `result` = `connected` | `failed` | `deferred` (maintenance out of
+/// its dial budget).
 pub const DIALS: &str = "tezos_p2p_dials_total";
 /// Maintenance steps (counter), label `outcome` = `too_few` | `too_many` | `satisfied`.
 pub const MAINTENANCE_RUNS: &str = "tezos_p2p_maintenance_runs_total";
@@ -70,6 +71,9 @@ pub const SWAPS: &str = "tezos_p2p_swaps_total";
 pub const POINTS: &str = "tezos_p2p_points";
 /// Known peers (gauge).
 pub const KNOWN_PEERS: &str = "tezos_p2p_known_peers";
+/// Panics caught on a connection's path (counter), label `where` = `encode` | `decode` |
+/// `reader` | `writer` | `handshake`; each closed one connection.
+pub const PANICS: &str = "tezos_p2p_panics_total";
 
 /// Buckets of the handshake phase histogram, in seconds: 50 µs (one X25519) to 5 s (the
 /// handshake timeout), roughly ×2.5 apart.
@@ -122,6 +126,7 @@ pub fn describe_all() {
     describe_counter!(SWAPS, "Connection swaps, by result.");
     describe_gauge!(POINTS, "Known points, by state.");
     describe_gauge!(KNOWN_PEERS, "Known peers.");
+    describe_counter!(PANICS, "Panics caught on a connection's path (each closed that connection), by where.");
     // Series with a closed label set exist from the start (at 0), so that dashboards and alerts
     // see "nothing happened" rather than "no data".
     for stage in ["handshake", "ack", "message"] {
@@ -143,7 +148,7 @@ pub fn describe_all() {
     for result in ["new", "known"] {
         metrics::counter!(ADVERTISED_POINTS, "result" => result).increment(0);
     }
-    for result in ["connected", "failed"] {
+    for result in ["connected", "failed", "deferred"] {
         metrics::counter!(DIALS, "result" => result).increment(0);
     }
     for outcome in ["too_few", "too_many", "satisfied"] {
@@ -151,6 +156,9 @@ pub fn describe_all() {
     }
     for result in ["requested", "accepted", "succeeded", "failed", "ignored"] {
         metrics::counter!(SWAPS, "result" => result).increment(0);
+    }
+    for place in ["encode", "decode", "reader", "writer", "handshake"] {
+        metrics::counter!(PANICS, "where" => place).increment(0);
     }
     if !per_peer() {
         for name in [SENT_BYTES, RECEIVED_BYTES, SENT_MESSAGES, RECEIVED_MESSAGES] {

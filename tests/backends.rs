@@ -2,6 +2,9 @@
 //! compiled into this build (`CryptoBackend::ALL`). With `--features sodium` that is libsodium
 //! against pure Rust in both roles; without it, the pure-Rust backend against itself.
 
+#[path = "../src/bin/cli/benchkit.rs"]
+mod benchkit;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,7 +98,7 @@ async fn every_backend_pair_carries_messages_of_edge_sizes_both_ways() {
 #[test]
 fn the_handshake_derives_keys_with_the_configured_backend() {
     for (a, b) in pairs() {
-        let (mut sa, mut sb) = tezos_p2p::benchkit::establish(local(a), local(b)).expect("handshake completes");
+        let (mut sa, mut sb) = benchkit::establish(local(a), local(b)).expect("handshake completes");
         assert_eq!((sa.sealer.backend(), sa.opener.backend()), (a, a));
         assert_eq!((sb.sealer.backend(), sb.opener.backend()), (b, b));
         for len in [0usize, 1, 1000, 65_519] {

@@ -74,12 +74,24 @@ async fn client(from: [u8; 4], to: SocketAddr, id: Identity, chain: &str, config
 }
 
 /// A blocking HTTP GET on loopback; returns the body.
+/// A blocking HTTP GET on loopback; returns the body (empty if Prometheus cannot be reached
+/// after a few tries: the caller then reports what Prometheus logged).
 fn http_get(addr: SocketAddr, path: &str) -> String {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
+    for _ in 0..20 {
+        let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+            std::thread::sleep(Duration::from_millis(250));
+            continue;
+        };
+        if write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").is_err() {
+            continue;
+        }
+        let mut out = String::new();
+        if s.read_to_string(&mut out).is_err() {
+            continue;
+        }
+        return out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    }
+    String::new()
 }
 
 fn urlencode(s: &str) -> String {
@@ -157,9 +169,9 @@ async fn dashboards_evaluate_against_a_real_prometheus_scraping_a_node_under_tra
         .arg(format!("--config.file={}", cfg.display()))
         .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
         .arg(format!("--web.listen-address={prom}"))
-        .arg("--log.level=warn")
+        .arg("--log.level=info")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
         .spawn()
         .expect("prometheus is installed (apt-get install prometheus)");
 
@@ -256,8 +268,17 @@ async fn dashboards_evaluate_against_a_real_prometheus_scraping_a_node_under_tra
             failures.push(format!("{panel}: {expr} -> {v}"));
         }
     }
+    let exited = prometheus.try_wait().ok().flatten();
     let _ = prometheus.kill();
     let _ = prometheus.wait();
+    if !failures.is_empty() {
+        let log = std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+        eprintln!(
+            "prometheus exited: {exited:?}; last log lines:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
     assert!(failures.is_empty(), "{} of {} expressions failed:\n{}", failures.len(), exprs.len(), failures.join("\n"));
     println!("{} dashboard expressions evaluated with data", exprs.len());
     for n in &overlay {

@@ -98,6 +98,8 @@ pub(super) struct Shared<E: Encoding, M> {
     /// on every wait cost a registry lookup per message when writers outpace the socket.
     write_waits_metric: metrics::Counter,
     pub(super) cancel: CancellationToken,
+    /// Cancelled when the last [`Connection`] handle is dropped: flush, then close.
+    pub(super) orphaned: CancellationToken,
     pub(super) reason: OnceLock<CloseReason>,
     pub(super) subscribers: watch::Sender<Subscribers<E>>,
     /// Subscribers to [`Closed`], and the event once it has fired (late subscribers get it at once).
@@ -131,14 +133,33 @@ impl<E: Encoding, M: Metadata> Shared<E, M> {
         self.cancel.cancel();
     }
 
-    fn encode(msg: &E) -> Result<Bytes, ConnectionError> {
+    /// Encodes with the user's `Encoding`; a panic there closes this connection (and only it)
+    /// with `CloseReason::Panic` instead of unwinding into the caller.
+    fn encode(&self, msg: &E) -> Result<Bytes, ConnectionError> {
         let mut out = Vec::new();
-        msg.encode(&mut out)?;
-        Ok(out.into())
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| msg.encode(&mut out))) {
+            Ok(r) => {
+                r?;
+                Ok(out.into())
+            }
+            Err(payload) => {
+                self.shutdown(CloseReason::panic("encode", &payload));
+                Err(ConnectionError::ConnectionClosed)
+            }
+        }
+    }
+
+    /// Adds a subscriber (`p2p`: P2P-layer messages too).
+    pub(super) fn add_subscriber(&self, recipient: Recipient<Inbound<E>>, p2p: bool) {
+        self.subscribers.send_modify(|subs| {
+            let mut v = (**subs).clone();
+            v.push(Subscriber { recipient, p2p });
+            *subs = Arc::new(v);
+        });
     }
 
     async fn write(&self, msg: &E, done: Option<oneshot::Sender<()>>) -> Result<(), ConnectionError> {
-        let bytes = Self::encode(msg)?;
+        let bytes = self.encode(msg)?;
         let units = cost(bytes.len(), self.config.outgoing_queue_bytes);
         let permit = match self.write_budget.clone().try_acquire_many_owned(units) {
             Ok(p) => p,
@@ -163,7 +184,15 @@ impl<E: Encoding, M: Metadata> Shared<E, M> {
         if self.cancel.is_cancelled() {
             return Err(ConnectionError::ConnectionClosed);
         }
-        let bytes = Self::encode(msg)?;
+        let bytes = self.encode(msg)?;
+        self.queue_now(bytes)
+    }
+
+    /// Queues already encoded bytes if there is room (`write_now` without the encoding).
+    fn queue_now(&self, bytes: Bytes) -> Result<bool, ConnectionError> {
+        if self.cancel.is_cancelled() {
+            return Err(ConnectionError::ConnectionClosed);
+        }
         let permit =
             match self.write_budget.clone().try_acquire_many_owned(cost(bytes.len(), self.config.outgoing_queue_bytes))
             {
@@ -231,14 +260,30 @@ impl<E: Encoding, M: Metadata> Shared<E, M> {
 ///
 /// Its methods reach the queues directly, without an actor round trip; the same operations are
 /// available as actor messages on [`Connection::addr`]. Equality and hashing are by connection.
+///
+/// **The handles own the connection**: when the last one is dropped (a [`Node`](super::Node)
+/// holds one for each of its connections until they end), the connection closes cleanly — what
+/// is already queued is written (for at most 5 s), then the FIN — and its actors stop. An
+/// [`Addr`] of its actor does not keep it open.
 pub struct Connection<E: Encoding, M: Metadata> {
     shared: Arc<Shared<E, M>>,
     addr: Addr<ConnectionActor<E, M>>,
+    _owner: Arc<Owner>,
+}
+
+/// Shared by every handle of a connection: its drop, when the last handle goes, asks the writer
+/// to flush and close.
+struct Owner(CancellationToken);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
 }
 
 impl<E: Encoding, M: Metadata> Clone for Connection<E, M> {
     fn clone(&self) -> Self {
-        Self { shared: self.shared.clone(), addr: self.addr.clone() }
+        Self { shared: self.shared.clone(), addr: self.addr.clone(), _owner: self._owner.clone() }
     }
 }
 
@@ -306,12 +351,14 @@ impl<E: Encoding, M: Metadata> Connection<E, M> {
             crypto_backend: sealer.backend(),
             write_waits_metric: metrics::counter!(crate::telemetry::WRITE_WAITS),
             cancel: CancellationToken::new(),
+            orphaned: CancellationToken::new(),
             reason: OnceLock::new(),
             subscribers,
             closed_subscribers: Mutex::new((Vec::new(), None)),
             control,
             config,
         });
+        set_socket_options(&stream, &shared.config);
         let (rd, wr) = stream.into_split();
         let meters = shared.config.scheduler.as_ref().map(|s| s.register(shared.id, shared.config.weight));
         let io = IoParts {
@@ -332,7 +379,8 @@ impl<E: Encoding, M: Metadata> Connection<E, M> {
             running_children: 0,
             averages: Averages::default(),
         };
-        Self { shared, addr: actor.start() }
+        let owner = Arc::new(Owner(shared.orphaned.clone()));
+        Self { shared, addr: actor.start(), _owner: owner }
     }
 
     /// The connection actor, for driving it with actor messages ([`Write`], [`Read`], …).
@@ -354,6 +402,29 @@ impl<E: Encoding, M: Metadata> Connection<E, M> {
     /// octez `write_now`: `Ok(true)` if queued, `Ok(false)` if dropped for lack of room.
     pub fn write_now(&self, msg: &E) -> Result<bool, ConnectionError> {
         self.shared.write_now(msg)
+    }
+
+    /// octez `encode`: a message encoded once, to be queued on many connections with
+    /// [`Connection::write_encoded_now`] (what a broadcast does: one encoding, shared bytes).
+    pub fn encode(msg: &E) -> Result<Encoded<E>, ConnectionError> {
+        let mut out = Vec::new();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| msg.encode(&mut out))) {
+            Ok(r) => {
+                r?;
+                Ok(Encoded { bytes: out.into(), _encoding: std::marker::PhantomData })
+            }
+            Err(payload) => {
+                // No connection to close: the caller gets the error.
+                let _ = CloseReason::panic("encode", &payload);
+                Err(ConnectionError::Encoding(crate::wire::EncodeError::InvalidValue("the Encoding panicked")))
+            }
+        }
+    }
+
+    /// octez `write_encoded_now`: queues an [`Encoded`] message if there is room (`Ok(false)`
+    /// if the queue is full), sharing its bytes.
+    pub fn write_encoded_now(&self, msg: &Encoded<E>) -> Result<bool, ConnectionError> {
+        self.shared.queue_now(msg.bytes.clone())
     }
 
     /// octez `write_sync`: resolves once the message's bytes were handed to the socket.
@@ -454,21 +525,19 @@ impl<E: Encoding, M: Metadata> Connection<E, M> {
     /// messages (`Bootstrap`, `Advertise`, `Swap_*`, `Disconnect`) are handled by the node and
     /// not delivered here: see [`Connection::subscribe_all`].
     pub fn subscribe(&self, recipient: Recipient<Inbound<E>>) {
-        self.add_subscriber(recipient, false);
+        self.shared.add_subscriber(recipient, false);
     }
 
     /// Like [`Connection::subscribe`], and also delivers the P2P-layer messages a node handles
     /// itself (after the node has seen them).
     pub fn subscribe_all(&self, recipient: Recipient<Inbound<E>>) {
-        self.add_subscriber(recipient, true);
+        self.shared.add_subscriber(recipient, true);
     }
 
-    fn add_subscriber(&self, recipient: Recipient<Inbound<E>>, p2p: bool) {
-        self.shared.subscribers.send_modify(|subs| {
-            let mut v = (**subs).clone();
-            v.push(Subscriber { recipient, p2p });
-            *subs = Arc::new(v);
-        });
+    /// Cancelled when the connection ends: lets internal watchers wait without holding a
+    /// handle (which would keep the connection open).
+    pub(super) fn closed_token(&self) -> CancellationToken {
+        self.shared.cancel.clone()
     }
 
     /// Sends [`Closed`] to `recipient` when the connection ends (at once if it has ended).
@@ -476,6 +545,49 @@ impl<E: Encoding, M: Metadata> Connection<E, M> {
         // Straight into the shared list (not through the mailbox, which is gone once the actor
         // stopped), so a late subscriber still gets the event.
         self.shared.subscribe_closed(recipient);
+    }
+}
+
+/// Keepalive and user timeout, so that a vanished peer ends the connection in under a minute
+/// instead of hours. Failures are logged: the connection works without them.
+fn set_socket_options(stream: &TcpStream, config: &ConnectionConfig) {
+    let sock = socket2::SockRef::from(stream);
+    if let Some((idle, interval)) = config.tcp_keepalive {
+        let ka = socket2::TcpKeepalive::new().with_time(idle).with_interval(interval);
+        if let Err(e) = sock.set_tcp_keepalive(&ka) {
+            tracing::warn!("cannot set TCP keepalive: {e}");
+        }
+    }
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "fuchsia"))]
+    if let Some(t) = config.tcp_user_timeout {
+        if let Err(e) = sock.set_tcp_user_timeout(Some(t)) {
+            tracing::warn!("cannot set TCP_USER_TIMEOUT: {e}");
+        }
+    }
+}
+
+/// A message encoded once (octez `encode`), queued on any number of connections with
+/// [`Connection::write_encoded_now`] without encoding it again.
+pub struct Encoded<E> {
+    bytes: Bytes,
+    _encoding: std::marker::PhantomData<fn() -> E>,
+}
+
+impl<E> Clone for Encoded<E> {
+    fn clone(&self) -> Self {
+        Self { bytes: self.bytes.clone(), _encoding: std::marker::PhantomData }
+    }
+}
+
+impl<E> Encoded<E> {
+    /// Its encoded size.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether it is empty (never, for a real encoding).
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
     }
 }
 
@@ -681,8 +793,8 @@ impl<E: Send + 'static> Message for Subscribe<E> {
 impl<E: Encoding, M: Metadata> Handler<Subscribe<E>> for ConnectionActor<E, M> {
     type Result = ();
 
-    fn handle(&mut self, msg: Subscribe<E>, ctx: &mut Self::Context) {
-        Connection { shared: self.shared.clone(), addr: ctx.address() }.subscribe(msg.0);
+    fn handle(&mut self, msg: Subscribe<E>, _: &mut Self::Context) {
+        self.shared.add_subscriber(msg.0, false);
     }
 }
 

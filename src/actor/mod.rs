@@ -33,8 +33,8 @@ mod workers;
 
 pub use admin::{AdminApi, AdminError};
 pub use connection::{
-    live_connections, Close, Closed, Connection, ConnectionActor, Inbound, Info, LocalMetadata, PrivateNode, Read,
-    ReadNow, RemoteMetadata, Stat, Subscribe, SubscribeClosed, Write, WriteNow, WriteSync,
+    live_connections, Close, Closed, Connection, ConnectionActor, Encoded, Inbound, Info, LocalMetadata, PrivateNode,
+    Read, ReadNow, RemoteMetadata, Stat, Subscribe, SubscribeClosed, Write, WriteNow, WriteSync,
 };
 pub use node::{Node, NodeBuilder, NodeConfig, NodeError, PeerInfo, DEFAULT_CONNECT_TIMEOUT};
 pub use overlay::ControlIn;
@@ -45,6 +45,8 @@ pub use socket::{
     authenticate, connect, select_version, Authenticated, SUPPORTED_DISTRIBUTED_DB_VERSIONS, SUPPORTED_P2P_VERSIONS,
 };
 pub use workers::Workers;
+
+use std::time::Duration;
 
 use crate::wire::{ChunkSize, DecodeError, EncodeError};
 
@@ -74,6 +76,13 @@ pub struct ConnectionConfig {
     pub scheduler: Option<Scheduler>,
     /// This connection's share weight under the scheduler (1 = normal).
     pub weight: u32,
+    /// TCP keepalive on the socket, `(idle, interval)`: a peer that vanished (behind a NAT, a
+    /// pulled cable) is noticed without traffic. octez's values: 10 s, 5 s (`p2p_fd.ml`).
+    pub tcp_keepalive: Option<(Duration, Duration)>,
+    /// `TCP_USER_TIMEOUT` (Linux): how long sent data may stay unacknowledged (or unsent behind
+    /// a closed window) before the kernel gives the connection up, which then ends with
+    /// [`CloseReason::TimedOut`]. octez's value: 45 s.
+    pub tcp_user_timeout: Option<Duration>,
 }
 
 impl Default for ConnectionConfig {
@@ -87,6 +96,8 @@ impl Default for ConnectionConfig {
             read_buffer_size: 64 * 1024,
             scheduler: None,
             weight: 1,
+            tcp_keepalive: Some((Duration::from_secs(10), Duration::from_secs(5))),
+            tcp_user_timeout: Some(Duration::from_secs(45)),
         }
     }
 }
@@ -132,9 +143,32 @@ pub enum CloseReason {
     /// The peer sent `Disconnect` (octez `P2p_message.Disconnect`): it is closing, not at fault.
     #[error("the peer sent Disconnect")]
     Disconnect,
+    /// The peer stopped acknowledging what we sent (TCP user timeout or keepalive): it vanished.
+    #[error("the peer stopped acknowledging data (TCP user timeout or keepalive)")]
+    TimedOut,
+    /// Code of the application's on this connection's path panicked (its `Encoding`'s
+    /// `encode` / `decode` / `frame_size`, or its `Metadata`): this connection is closed, the
+    /// others run on.
+    #[error("panic in {context}")]
+    Panic {
+        /// Where, and the panic's message.
+        context: String,
+    },
 }
 
 impl CloseReason {
+    /// A panic at `context`, with its message (counted in `tezos_p2p_panics_total`).
+    pub(crate) fn panic(context: &'static str, payload: &(dyn std::any::Any + Send)) -> Self {
+        let text = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".into());
+        metrics::counter!(crate::telemetry::PANICS, "where" => context).increment(1);
+        tracing::error!("panic in {context} on a connection's path: {text}; closing that connection");
+        Self::Panic { context: format!("{context}: {text}") }
+    }
+
     /// The octez-style name, for events and metrics labels.
     pub fn name(&self) -> &'static str {
         match self {
@@ -145,6 +179,8 @@ impl CloseReason {
             Self::Decoding(_) => "DecodingError",
             Self::Io(_) => "Io",
             Self::Disconnect => "Disconnect",
+            Self::TimedOut => "TimedOut",
+            Self::Panic { .. } => "Panic",
         }
     }
 
@@ -155,7 +191,9 @@ impl CloseReason {
             Self::DecipherError | Self::InvalidIncomingCiphertextSize { .. } | Self::Decoding(_) => true,
             // Closes and socket errors are not the peer's proven fault; octez does not greylist
             // a peer that said goodbye.
-            Self::LocalClose | Self::ConnectionClosed | Self::Io(_) | Self::Disconnect => false,
+            Self::LocalClose | Self::ConnectionClosed | Self::Io(_) | Self::Disconnect | Self::TimedOut => false,
+            // Our (or the application's) bug, whatever the peer sent.
+            Self::Panic { .. } => false,
         }
     }
 }

@@ -18,6 +18,7 @@ use super::overlay::OverlayActor;
 use super::registry::{NodeEvent, Registry, SubscribeEvents};
 use super::socket::authenticate_filtered;
 use super::{Authenticated, Connection, ConnectionConfig, Inbound, Limits, Scheduler, Workers};
+use crate::admission::{Admission, AdmissionConfig};
 use crate::crypto::{CryptoBackend, PeerId};
 use crate::handshake::{AuthError, LocalConfig, DEFAULT_HANDSHAKE_TIMEOUT};
 use crate::identity::Identity;
@@ -79,6 +80,9 @@ pub struct NodeConfig<M> {
     pub trusted_points: Vec<SocketAddr>,
     /// Where to keep what the node learns across restarts (`None`: nothing is kept).
     pub peers_file: Option<PeersFileConfig>,
+    /// Handshakes in progress and connections allowed per address and per network, checked
+    /// before a new socket's first byte is read (see [`crate::admission`] for the defaults).
+    pub admission: AdmissionConfig,
 }
 
 impl<M: Metadata> NodeConfig<M> {
@@ -105,6 +109,7 @@ impl<M: Metadata> NodeConfig<M> {
             private_mode: false,
             trusted_points: Vec::new(),
             peers_file: None,
+            admission: AdmissionConfig::default(),
         }
     }
 }
@@ -262,6 +267,54 @@ pub(super) struct Inner<E: Encoding, M: Metadata> {
     pub(super) new_point: Arc<Notify>,
     /// Monotonic ↔ wall-clock time, for the peers file and the admin API.
     pub(super) clock: WallClock,
+    /// Handshakes and connections per source.
+    admission: Mutex<Admission>,
+    /// Refusals of sockets before any handshake work are counted always, but published as events
+    /// at a bounded rate: a flood must not flood the event subscribers too.
+    refusal_events: Mutex<EventBudget>,
+}
+
+/// A token bucket for refusal events: a burst of [`EventBudget::BURST`], then that many a second.
+struct EventBudget {
+    tokens: u32,
+    refilled: Instant,
+}
+
+impl EventBudget {
+    const BURST: u32 = 20;
+
+    fn new() -> Self {
+        Self { tokens: Self::BURST, refilled: Instant::now() }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        if now.duration_since(self.refilled) >= Duration::from_secs(1) {
+            self.tokens = Self::BURST;
+            self.refilled = now;
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
+}
+
+impl<E: Encoding, M: Metadata> Inner<E, M> {
+    /// A socket refused before any handshake work: always counted, published at a bounded rate.
+    fn refuse_socket(&self, addr: SocketAddr, reason: &'static str) {
+        if self.refusal_events.lock().unwrap_or_else(|e| e.into_inner()).take(Instant::now()) {
+            self.registry.publish(NodeEvent::Rejected { addr: Some(addr), peer_id: None, reason });
+        } else {
+            metrics::counter!(telemetry::REJECTIONS, "reason" => reason).increment(1);
+            metrics::counter!(telemetry::HANDSHAKES, "result" => "rejected").increment(1);
+        }
+    }
+
+    /// The source accounting, locked briefly.
+    fn admission(&self) -> std::sync::MutexGuard<'_, Admission> {
+        self.admission.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl<E: Encoding, M: Metadata> Inner<E, M> {
@@ -374,6 +427,8 @@ impl<E: Encoding, M: Metadata> Node<E, M> {
             wake: Arc::new(Notify::new()),
             new_point: Arc::new(Notify::new()),
             clock,
+            admission: Mutex::new(Admission::new(config.admission)),
+            refusal_events: Mutex::new(EventBudget::new()),
             config,
         });
         let overlay = OverlayActor::new(Arc::downgrade(&inner)).start();
@@ -481,9 +536,19 @@ impl<E: Encoding, M: Metadata> Node<E, M> {
     }
 
     /// Queues `msg` on every running connection that has room (octez broadcast uses
-    /// `write_now`); returns how many accepted it.
+    /// `write_now`); returns how many accepted it. The message is encoded once and its bytes
+    /// shared by every queue.
     pub fn broadcast(&self, msg: &E) -> usize {
-        self.connections().iter().filter(|c| c.write_now(msg).unwrap_or(false)).count()
+        match Connection::<E, M>::encode(msg) {
+            Ok(encoded) => self.broadcast_encoded(&encoded),
+            Err(_) => 0,
+        }
+    }
+
+    /// [`Node::broadcast`] of a message already encoded.
+    pub fn broadcast_encoded(&self, msg: &super::connection::Encoded<E>) -> usize {
+        // Straight over the table: no handle is cloned per connection.
+        self.inner.connections.iter().filter(|c| c.value().write_encoded_now(msg).unwrap_or(false)).count()
     }
 
     /// Delivers inbound messages of every connection, current and future, to `recipient`.
@@ -807,15 +872,23 @@ async fn listen<E: Encoding, M: Metadata>(inner: Arc<Inner<E, M>>, listener: tok
         // ACL first: a greylisted or banned address costs no handshake work at all.
         if let Some(r) = inner.registry.table().ip_refused(addr.ip(), Instant::now()) {
             drop(stream);
-            inner.registry.publish(NodeEvent::Rejected { addr: Some(addr), peer_id: None, reason: r.name() });
+            inner.refuse_socket(addr, r.name());
+            continue;
+        }
+        // Then the per-source limits, still before reading a byte.
+        if let Err(r) = inner.admission().begin_handshake(addr.ip()) {
+            drop(stream);
+            inner.refuse_socket(addr, r.name());
             continue;
         }
         let Some(slot) = reserve_pending(&inner, addr) else {
             drop(stream);
+            inner.admission().end_handshake(addr.ip());
             continue;
         };
         let release = |inner: &Inner<E, M>, id: u64| {
             inner.pending.lock().unwrap_or_else(|e| e.into_inner()).retain(|p| p.id != id);
+            inner.admission().end_handshake(addr.ip());
         };
         let Ok(std_stream) = stream.into_std() else {
             release(&inner, slot.id);
@@ -835,6 +908,7 @@ async fn listen<E: Encoding, M: Metadata>(inner: Arc<Inner<E, M>>, listener: tok
                 }
             }
             inner.pending.lock().unwrap_or_else(|e| e.into_inner()).retain(|p| p.id != slot.id);
+            inner.admission().end_handshake(addr.ip());
         });
         if !spawned {
             release(&inner, slot_id);
@@ -968,6 +1042,22 @@ async fn establish<E: Encoding, M: Metadata>(
             None => Err((AdmitError::TooManyConnections, Vec::new())),
         }
     };
+    // The per-source connection limit (checked again now: several handshakes from one address
+    // may have been in progress at once).
+    let source = remote.map(|r| r.ip());
+    let admitted = admitted.and_then(|()| match source.map(|ip| inner.admission().open_connection(ip)) {
+        Some(Err(r)) => {
+            registry.table().disconnected(peer, Some(r.name().to_owned()), now);
+            tracing::debug!(%peer, reason = r.name(), "refused by the per-source connection limit");
+            Err((AdmitError::TooManyConnections, Vec::new()))
+        }
+        _ => Ok(()),
+    });
+    let release_source = || {
+        if let Some(ip) = source {
+            inner.admission().close_connection(ip);
+        }
+    };
     if let Err((why, points)) = admitted {
         let motive = match why {
             AdmitError::AlreadyConnected => NackMotive::AlreadyConnected,
@@ -984,6 +1074,7 @@ async fn establish<E: Encoding, M: Metadata>(
     let conn = match auth.accept_with::<E>(config, inner.control.get().cloned()).await {
         Ok(c) => c,
         Err(e) => {
+            release_source();
             registry.table().disconnected(peer, Some(e.name().to_owned()), Instant::now());
             if let AuthError::RejectedByNack { alternative_points: Some(points), .. } = &e {
                 let mut t = registry.table();
@@ -1023,11 +1114,15 @@ async fn establish<E: Encoding, M: Metadata>(
     if too_many {
         inner.wake.notify_one();
     }
-    let (watch, weak) = (conn.clone(), Arc::downgrade(inner));
+    // Watches the connection without holding a handle (a handle would keep it alive).
+    let (closed, id, weak) = (conn.closed_token(), conn.id(), Arc::downgrade(inner));
     actix::spawn(async move {
-        watch.closed().await;
+        closed.cancelled().await;
         if let Some(inner) = weak.upgrade() {
-            inner.connections.remove_if(&peer, |_, c| c.id() == watch.id());
+            if let Some(ip) = source {
+                inner.admission().close_connection(ip);
+            }
+            inner.connections.remove_if(&peer, |_, c| c.id() == id);
             // octez fires its "too few connections" trigger on every disconnection below the
             // minimum.
             if inner.connections.len() < inner.config.limits.min_connections {

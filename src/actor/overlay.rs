@@ -20,7 +20,7 @@ use rand::SeedableRng as _;
 use super::node::{Inner, Node};
 use super::registry::NodeEvent;
 use crate::crypto::PeerId;
-use crate::maintenance::{candidates, step, swap_proposal, victims, Running, Step};
+use crate::maintenance::{candidates, step, swap_proposal, victims, DialBudget, Running, Step};
 use crate::message::{Control, Encoding};
 use crate::overlay::{swap_answer, swap_point_usable, SwapState};
 use crate::peers::PointState;
@@ -278,6 +278,13 @@ impl<E: Encoding, M: Metadata> Handler<ProposeSwap> for OverlayActor<E, M> {
 pub(super) async fn maintenance_loop<E: Encoding, M: Metadata>(weak: Weak<Inner<E, M>>) {
     let mut rng = StdRng::from_entropy();
     let mut first = true;
+    let mut budget = {
+        let Some(inner) = weak.upgrade() else { return };
+        let Some(cfg) = &inner.config.maintenance else { return };
+        let capacity = cfg.dial_budget.unwrap_or(inner.config.limits.bounds().max_target);
+        DialBudget::new(capacity, cfg.looking_for_peers, Instant::now())
+    };
+    let mut last_bootstrap = None;
     loop {
         let (wake, shutdown, idle) = {
             let Some(inner) = weak.upgrade() else { return };
@@ -292,7 +299,7 @@ pub(super) async fn maintenance_loop<E: Encoding, M: Metadata>(weak: Weak<Inner<
             }
         }
         first = false;
-        maintain(&weak, &mut rng).await;
+        maintain(&weak, &mut rng, &mut budget, &mut last_bootstrap).await;
     }
 }
 
@@ -335,7 +342,12 @@ async fn dial_all<E: Encoding, M: Metadata>(node: &Node<E, M>, points: Vec<Socke
 
 /// One maintenance run (octez `maintain` / `do_maintain`): repeats until the count is within
 /// the thresholds (or the node stops).
-async fn maintain<E: Encoding, M: Metadata>(weak: &Weak<Inner<E, M>>, rng: &mut StdRng) {
+async fn maintain<E: Encoding, M: Metadata>(
+    weak: &Weak<Inner<E, M>>,
+    rng: &mut StdRng,
+    budget: &mut DialBudget,
+    last_bootstrap: &mut Option<Instant>,
+) {
     loop {
         let Some(inner) = weak.upgrade() else { return };
         if inner.shutdown.is_cancelled() {
@@ -368,15 +380,26 @@ async fn maintain<E: Encoding, M: Metadata>(weak: &Weak<Inner<E, M>>, rng: &mut 
                 let mut seen = HashSet::new();
                 let (mut min_c, mut max_c) = (min_to_contact, max_to_contact);
                 let mut enough = false;
+                let mut deferred = false;
                 while !inner.shutdown.is_cancelled() {
                     if min_c == 0 || max_c == 0 {
                         enough = true;
                         break;
                     }
+                    // What the dial budget allows now (a flood of advertised points cannot
+                    // make the node dial faster than this).
+                    let allowed = budget.take(max_c, Instant::now());
+                    if allowed == 0 {
+                        metrics::counter!(telemetry::DIALS, "result" => "deferred").increment(1);
+                        deferred = true;
+                        break;
+                    }
                     let cands = {
                         let mut t = inner.registry.table();
-                        candidates(&mut t, max_c, &mut seen, start, Instant::now(), private_mode, rng)
+                        candidates(&mut t, allowed, &mut seen, start, Instant::now(), private_mode, rng)
                     };
+                    // Unused dials go back.
+                    budget.refund(allowed - cands.len());
                     if cands.is_empty() {
                         break;
                     }
@@ -384,9 +407,24 @@ async fn maintain<E: Encoding, M: Metadata>(weak: &Weak<Inner<E, M>>, rng: &mut 
                     min_c = min_c.saturating_sub(ok);
                     max_c = max_c.saturating_sub(ok);
                 }
-                if !enough {
-                    // Ask the peers for points (never in private mode), then wait for one.
-                    if !private_mode {
+                if deferred {
+                    // Out of dials: wait for the budget, not for new points (a peer advertising
+                    // points as fast as it may must not set the pace).
+                    let (shutdown, at) = (inner.shutdown.clone(), budget.next_dial(Instant::now()));
+                    drop(node);
+                    drop(inner);
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep_until(at.into()) => {}
+                    }
+                } else if !enough {
+                    // Ask the peers for points (never in private mode, at most once per
+                    // `looking_for_peers`), then wait for one.
+                    let now = Instant::now();
+                    let ask =
+                        !private_mode && last_bootstrap.is_none_or(|t| now.duration_since(t) >= cfg.looking_for_peers);
+                    if ask {
+                        *last_bootstrap = Some(now);
                         let mut asked = 0;
                         for c in node.connections().iter().filter(|c| !c.private_node()) {
                             if send(c, Control::Bootstrap) {

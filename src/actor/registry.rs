@@ -241,6 +241,9 @@ impl Handler<Closed> for RegistryActor {
                     t.greylist_peer(msg.peer_id, addr, now);
                 }
             }
+            if msg.reason == crate::actor::CloseReason::Disconnect && t.peer_sent_disconnect(msg.peer_id, now) {
+                tracing::info!(peer = %msg.peer_id, "greylisted: connect-disconnect loop");
+            }
             t.disconnected(msg.peer_id, Some(msg.reason.name().to_owned()), now);
         }
         self.publish(NodeEvent::Disconnected {

@@ -30,6 +30,8 @@ struct Cli {
 
 #[path = "cli/bench.rs"]
 mod bench;
+#[path = "cli/benchkit.rs"]
+mod benchkit;
 #[path = "cli/codec.rs"]
 mod codec;
 #[path = "cli/demo.rs"]
@@ -72,7 +74,10 @@ enum Command {
         /// (internal) Dial idle connections to this address and hold them.
         #[arg(long, hide = true)]
         idle_child: Option<SocketAddr>,
-        /// (internal) How many for `--idle-child`.
+        /// (internal) Dial connections to this address that each send 64 KiB and never read.
+        #[arg(long, hide = true)]
+        traffic_child: Option<SocketAddr>,
+        /// (internal) How many for `--idle-child` and `--traffic-child`.
         #[arg(long, hide = true, default_value = "10000")]
         count: usize,
     },
@@ -183,11 +188,13 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Bench { json, metrics_child, seconds, idle_child, count } => match (metrics_child, idle_child) {
-            (Some(mode), _) => bench::metrics_child(mode == "on", seconds),
-            (None, Some(addr)) => bench::idle_child(addr, count),
-            (None, None) => bench::run(json),
-        },
+        Command::Bench { json, metrics_child, seconds, idle_child, traffic_child, count } => {
+            match (metrics_child, idle_child.or(traffic_child)) {
+                (Some(mode), _) => bench::metrics_child(mode == "on", seconds),
+                (None, Some(addr)) => bench::idle_child(addr, count, traffic_child.is_some()),
+                (None, None) => bench::run(json),
+            }
+        }
         Command::Demo { peers, duration, metrics_addr, limit, message_size } => {
             demo::run(demo::DemoOptions { peers: peers.clamp(1, 250), duration, metrics_addr, limit, message_size })
         }

@@ -421,8 +421,13 @@ impl<M: Metadata> ExpectMetadata<M> {
     /// with `DecipherError` before it can look like `Myself`).
     pub fn receive(mut self, mut chunk: Vec<u8>) -> Result<Authenticated<M>, AuthError> {
         let plaintext = open_one_chunk(&mut self.opener, &mut chunk)?;
-        let remote_metadata =
-            M::decode(plaintext).map_err(|source| AuthError::Decoding { what: "metadata", source })?;
+        // The metadata type is the application's: a panic in its decoder refuses this peer
+        // instead of unwinding through the node.
+        let remote_metadata = std::panic::catch_unwind(|| M::decode(plaintext))
+            .unwrap_or_else(|_| {
+                Err(DecodeError::Invalid { what: "metadata", reason: "the Metadata decoder panicked".into() })
+            })
+            .map_err(|source| AuthError::Decoding { what: "metadata", source })?;
         let id_point = self
             .remote_addr
             .map(|a| IdPoint { addr: a.ip(), port: if self.incoming { self.msg.port } else { Some(a.port()) } });
