@@ -279,3 +279,34 @@ fn bootstrap_peers_may_be_given_by_name() {
     node.until("dialing the named peer", |e| e["event"] == "dialing");
     assert_eq!(target.event("connected")["incoming"], true);
 }
+
+#[test]
+fn per_source_limits_are_set_from_the_command_line() {
+    use std::io::Read as _;
+    let (mut node, addr) = listen("127.0.0.70", &["--max-pending-per-ip", "1"]);
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let silent = |ip: [u8; 4]| {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.bind(&std::net::SocketAddr::from((ip, 0)).into()).unwrap();
+        s.connect(&addr.into()).unwrap();
+        std::net::TcpStream::from(s)
+    };
+    // One handshake in progress from 127.0.0.71 (it says nothing), then a second from the
+    // same address: refused before a byte is read, and the first is kept.
+    let first = silent([127, 0, 0, 71]);
+    let mut second = silent([127, 0, 0, 71]);
+    let ev = node.until("rejected", |e| e["event"] == "rejected");
+    assert_eq!(ev["error"], "TooManyPendingFromAddress", "{ev}");
+    assert_eq!(ev["addr"].as_str().unwrap().rsplit_once(':').unwrap().0, "127.0.0.71");
+    second.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut buf = [0u8; 1];
+    assert!(matches!(second.read(&mut buf), Ok(0) | Err(_)), "the refused socket is closed");
+    // Another address is not affected: a full handshake from 127.0.0.72.
+    let (code, evs) = run(peer(&["connect", &addr.to_string(), "--source", "127.0.0.72"]));
+    assert_eq!(code, Some(0), "{evs:#?}");
+    drop(first);
+    // A limit of 0 would refuse everyone: a usage error, not a node that serves no one.
+    let out = bin().args(["listen", "--addr", "127.0.0.70:0", "--max-connections-per-network", "0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 1"), "{out:?}");
+}

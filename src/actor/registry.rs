@@ -113,6 +113,10 @@ pub fn is_refusal(reason: &str) -> bool {
             | "TooManyPendingHandshakes"
             | "PrivateMode"
             | "IdentityCheckFailure"
+            | "TooManyPendingFromAddress"
+            | "TooManyPendingFromNetwork"
+            | "TooManyConnectionsFromAddress"
+            | "TooManyConnectionsFromNetwork"
     ) || reason.contains('_') // octez Nack motives: Too_many_connections, Already_connected, …
 }
 

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::benchkit;
 use serde_json::json;
@@ -87,9 +87,60 @@ pub fn idle_child(addr: std::net::SocketAddr, n: usize, traffic: bool) -> ExitCo
     ExitCode::SUCCESS
 }
 
-/// Resident bytes per connection with `n` connections whose dialling ends live in a child
+/// Child mode for the memory figures' measuring side: in a fresh process (so the allocator
+/// holds no memory freed by earlier figures, which new connections would reuse and hide),
+/// accepts `n` connections from a dialing grandchild, prints the resident bytes they added per
+/// connection, and exits.
+pub fn memory_child(n: usize, mode: &str) -> ExitCode {
+    let traffic = match mode {
+        "traffic" => true,
+        "idle" => false,
+        other => {
+            eprintln!("--memory-child takes idle or traffic, not {other:?}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = actix::System::new().block_on(connection_memory_here(n, traffic));
+    match result {
+        Ok(per) => {
+            println!("{per}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("memory measurement failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resident bytes per connection with `n` connections, measured by [`memory_child`] in its own
 /// process: idle, or (`traffic`) with 64 KiB in flight each way.
 async fn connection_memory(n: usize, traffic: bool) -> Result<f64, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mode = if traffic { "traffic" } else { "idle" };
+    let out = tokio::process::Command::new(exe)
+        .args(["bench", "--memory-child", mode, "--count", &n.to_string()])
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    let per: f64 = text.trim().parse().map_err(|_| format!("unexpected output {text:?}"))?;
+    // No growth at all means the figure measured nothing (e.g. RSS unreadable): report a
+    // failure rather than a perfect score.
+    if per.is_nan() || per <= 0.0 {
+        return Err(format!("no resident-memory growth measured for {n} connections"));
+    }
+    Ok(per)
+}
+
+/// The measuring side of [`connection_memory`], in this process, with the dialing ends in a
+/// child process (so each process holds `n` sockets).
+async fn connection_memory_here(n: usize, traffic: bool) -> Result<f64, String> {
     benchkit::raise_nofile(n as u64 + 1024);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -107,12 +158,45 @@ async fn connection_memory(n: usize, traffic: bool) -> Result<f64, String> {
     } else {
         benchkit::idle_memory_server(listener, n).await
     };
+    if result.is_err() {
+        // The dialer would keep retrying against a closed listener: stop it now.
+        let _ = child.start_kill();
+    }
     drop(child.stdin.take());
     let _ = child.wait().await;
     result.map(|(per, conns)| {
         drop(conns);
         per
     })
+}
+
+/// Starts a figure: waits (up to 15 s) until the previous figure's connections have all closed,
+/// so no figure pays for another's teardown, then says what it measures.
+async fn phase(what: &str) {
+    settle().await;
+    say(what);
+}
+
+/// Waits (up to 15 s) until no connection is open in this process.
+async fn settle() {
+    let until = Instant::now() + Duration::from_secs(15);
+    while tezos_p2p::actor::live_connections() > 0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left = tezos_p2p::actor::live_connections();
+    if left > 0 {
+        say(&format!("({left} connections of the previous figure still open)"));
+    }
+}
+
+/// The median of `v` (0 when empty); sorts `v`.
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 fn child_rate(on: bool, secs: f64) -> Option<f64> {
@@ -128,7 +212,8 @@ fn child_rate(on: bool, secs: f64) -> Option<f64> {
 struct Scale {
     tcp_bulk: f64,
     tcp_rtt: (Duration, Duration),
-    agg100: f64,
+    /// Aggregate rate of 100 connections and the one-connection rate measured beside it.
+    agg100: (f64, f64),
     agg1000: f64,
     rtt: (Duration, Duration),
     rtt_loaded: (Duration, Duration),
@@ -166,26 +251,43 @@ pub fn run(json_path: Option<PathBuf>) -> ExitCode {
     let scale = system.block_on(async move {
         let bound = Duration::from_secs(180);
         let workers = Workers::new(2);
-        say("raw TCP: one stream, 64 KiB writes");
+        phase("raw TCP: one stream, 64 KiB writes").await;
         let tcp_bulk =
             tokio::time::timeout(bound, benchkit::tcp_bulk_rate(&workers, 64 * 1024, secs)).await.unwrap_or(0.0);
-        say("raw TCP: 100-byte round trips");
+        phase("raw TCP: 100-byte round trips").await;
         let tcp_rtt = tokio::time::timeout(bound, benchkit::tcp_rtt(&workers, 100, 20_000)).await.unwrap_or_default();
-        say("100 concurrent connections, 64 KiB messages");
-        let agg100 =
-            tokio::time::timeout(bound, benchkit::aggregate_rate(&workers, 100, 64 * 1024, secs)).await.unwrap_or(0.0);
-        say("1,000 concurrent connections, 1 KiB messages");
+        phase("100 concurrent connections, 64 KiB messages (alternating with one connection, 5 pairs)").await;
+        // This VM's bulk rate drifts by ±10 % between minutes, which alone moved the ratio from
+        // 0.80 to 0.94 between runs: the 100-connection figure and its one-connection ceiling are
+        // measured back to back, five times in alternating order, and the medians compared.
+        let (mut aggs, mut singles) = (Vec::new(), Vec::new());
+        for i in 0..5 {
+            let agg = benchkit::aggregate_rate(&workers, 100, 64 * 1024, secs / 2.0);
+            let one = benchkit::connection_rate(&workers, 64 * 1024, secs / 2.0, ConnectionConfig::default());
+            if i % 2 == 0 {
+                singles.push(tokio::time::timeout(bound, one).await.unwrap_or(0.0));
+                settle().await;
+                aggs.push(tokio::time::timeout(bound, agg).await.unwrap_or(0.0));
+            } else {
+                aggs.push(tokio::time::timeout(bound, agg).await.unwrap_or(0.0));
+                settle().await;
+                singles.push(tokio::time::timeout(bound, one).await.unwrap_or(0.0));
+            }
+            settle().await;
+        }
+        let agg100 = (median(&mut aggs), median(&mut singles));
+        phase("1,000 concurrent connections, 1 KiB messages").await;
         let agg1000 =
             tokio::time::timeout(bound, benchkit::aggregate_rate(&workers, 1000, 1024, secs)).await.unwrap_or(0.0);
-        say("message round trips, 100 bytes");
+        phase("message round trips, 100 bytes").await;
         let rtt =
             tokio::time::timeout(bound, benchkit::message_rtt(&workers, 100, 20_000, false)).await.unwrap_or_default();
-        say("message round trips, 100 bytes, beside a saturated connection");
+        phase("message round trips, 100 bytes, beside a saturated connection").await;
         let rtt_loaded =
             tokio::time::timeout(bound, benchkit::message_rtt(&workers, 100, 20_000, true)).await.unwrap_or_default();
-        say("broadcast of 1 KiB messages to 500 peers");
+        phase("broadcast of 1 KiB messages to 500 peers").await;
         let fanout = tokio::time::timeout(bound, benchkit::broadcast_fanout(500, 1024, secs)).await.unwrap_or_default();
-        say("1,000 connections with 64 KiB in flight each way (peers in a child process)");
+        phase("1,000 connections with 64 KiB in flight each way (peers in a child process)").await;
         let loaded = tokio::time::timeout(bound, connection_memory(1000, true))
             .await
             .unwrap_or_else(|_| Err("timed out".into()));
@@ -195,7 +297,7 @@ pub fn run(json_path: Option<PathBuf>) -> ExitCode {
         // Every phase is bounded, so a stuck measurement reports a failure instead of hanging.
         let bound = Duration::from_secs(120);
         let workers = Workers::new(2);
-        say("one connection, 64 KiB messages");
+        phase("one connection, 64 KiB messages").await;
         let big = tokio::time::timeout(
             bound,
             benchkit::connection_rate(&workers, 64 * 1024, secs, ConnectionConfig::default()),
@@ -204,29 +306,29 @@ pub fn run(json_path: Option<PathBuf>) -> ExitCode {
         .unwrap_or(0.0);
         let mut other_big = Vec::new();
         for b in others_for_run {
-            say(&format!("one connection, 64 KiB messages, {b} backend"));
+            phase(&format!("one connection, 64 KiB messages, {b} backend")).await;
             let rate = benchkit::connection_rate_using(b, &workers, 64 * 1024, secs, ConnectionConfig::default());
             other_big.push(tokio::time::timeout(bound, rate).await.unwrap_or(0.0));
         }
-        say("one connection, 1 KiB messages");
+        phase("one connection, 1 KiB messages").await;
         let small =
             tokio::time::timeout(bound, benchkit::connection_rate(&workers, 1024, secs, ConnectionConfig::default()))
                 .await
                 .unwrap_or(0.0);
-        say("8 greedy senders under a 20 MB/s download limit");
+        phase("8 greedy senders under a 20 MB/s download limit").await;
         let fair = tokio::time::timeout(bound, benchkit::limited_senders(&workers, 8, 20_000_000, 8.0))
             .await
             .unwrap_or_default();
-        say("raw TCP connections with the handshake's exchanges, 64 in flight");
+        phase("raw TCP connections with the handshake's exchanges, 64 in flight").await;
         let tcp_hs =
             tokio::time::timeout(bound, benchkit::tcp_handshake_shape_rate(&workers, 64, secs)).await.unwrap_or(0.0);
-        say("handshakes, 64 in flight");
+        phase("handshakes, 64 in flight").await;
         let hs = tokio::time::timeout(bound, benchkit::handshake_rate(&workers, 64, secs)).await.unwrap_or((
             0.0,
             Duration::ZERO,
             Duration::ZERO,
         ));
-        say("10,000 idle authenticated connections (dialers in a child process)");
+        phase("10,000 idle authenticated connections (dialers in a child process)").await;
         let idle = tokio::time::timeout(bound, connection_memory(10_000, false))
             .await
             .unwrap_or_else(|_| Err("timed out".into()));
@@ -260,14 +362,6 @@ pub fn run(json_path: Option<PathBuf>) -> ExitCode {
         off.iter().map(|r| format!("{:.0}", r / 1e6)).collect::<Vec<_>>().join(" "),
         on.iter().map(|r| format!("{:.0}", r / 1e6)).collect::<Vec<_>>().join(" ")
     ));
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        match v.len() {
-            0 => 0.0,
-            n if n % 2 == 1 => v[n / 2],
-            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-        }
-    };
     let (off, metrics_ratio) = (median(&mut off), median(&mut ratios));
 
     figures.push(Figure {
@@ -343,12 +437,15 @@ pub fn run(json_path: Option<PathBuf>) -> ExitCode {
     });
     figures.push(Figure {
         name: "aggregate throughput, 100 concurrent connections, 64 KiB messages",
-        value: scale.agg100 / 1e6,
+        value: scale.agg100.0 / 1e6,
         unit: "MB/s",
-        ceiling: Some((big / 1e6, "single-connection throughput, 64 KiB messages")),
+        ceiling: Some((
+            scale.agg100.1 / 1e6,
+            "single-connection throughput, 64 KiB messages, measured alternately with it (medians of 5)",
+        )),
         comparable: true,
         target: ">= 0.9x",
-        met: big > 0.0 && scale.agg100 >= 0.9 * big,
+        met: scale.agg100.1 > 0.0 && scale.agg100.0 >= 0.9 * scale.agg100.1,
     });
     figures.push(Figure {
         name: "aggregate throughput, 1,000 concurrent connections, 1 KiB messages",

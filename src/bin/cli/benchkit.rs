@@ -393,13 +393,15 @@ pub async fn idle_memory_server(
 }
 
 /// The dialing side of [`idle_memory_server`]: opens `n` connections to `addr`, 32 at a time,
-/// and returns them (keep them to keep the connections open).
+/// and returns them (keep them to keep the connections open). Gives up after `n` failed
+/// attempts (the measuring side has stopped), returning what it has.
 pub async fn idle_memory_client(
     addr: SocketAddr,
     n: usize,
 ) -> Vec<tezos_p2p::actor::Connection<RawMessage, ConnectionMetadata>> {
     let mut conns = Vec::with_capacity(n);
-    while conns.len() < n {
+    let mut failures = 0;
+    while conns.len() < n && failures < n {
         let batch = (n - conns.len()).min(32);
         let mut set = Vec::with_capacity(batch);
         for _ in 0..batch {
@@ -407,10 +409,12 @@ pub async fn idle_memory_client(
             set.push(actor::connect(addr, local(), Duration::from_secs(30)));
         }
         for f in set {
-            if let Ok(auth) = f.await {
-                if let Ok(c) = auth.accept::<RawMessage>(ConnectionConfig::default()).await {
-                    conns.push(c);
-                }
+            match f.await {
+                Ok(auth) => match auth.accept::<RawMessage>(ConnectionConfig::default()).await {
+                    Ok(c) => conns.push(c),
+                    Err(_) => failures += 1,
+                },
+                Err(_) => failures += 1,
             }
         }
     }

@@ -97,6 +97,18 @@ pub(crate) struct ListenArgs {
     /// one; printed as an `rpc` event). An admin interface: keep it on loopback.
     #[arg(long, value_parser = parse_rpc_addr)]
     rpc_addr: Option<SocketAddr>,
+    /// Most incoming handshakes in progress from one address (default 4).
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    max_pending_per_ip: Option<usize>,
+    /// Most incoming handshakes in progress from one /24 (IPv4) or /64 (IPv6) (default 10).
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    max_pending_per_network: Option<usize>,
+    /// Most connections with one address (default 8).
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    max_connections_per_ip: Option<usize>,
+    /// Most connections with one /24 (IPv4) or /64 (IPv6) (default 25).
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    max_connections_per_network: Option<usize>,
     /// Seconds allowed for an incoming peer's authenticate + accept (default 5, as octez).
     #[arg(long, default_value = "5", value_parser = super::parse_seconds)]
     handshake_timeout: Duration,
@@ -519,6 +531,11 @@ async fn listen_as<E: Encoding>(
         max_download_bytes_per_s: opts.max_download_bytes_per_s,
     };
     config.private_mode = opts.private_mode;
+    let a = &mut config.admission;
+    a.max_pending_per_ip = opts.max_pending_per_ip.unwrap_or(a.max_pending_per_ip);
+    a.max_pending_per_network = opts.max_pending_per_network.unwrap_or(a.max_pending_per_network);
+    a.max_connections_per_ip = opts.max_connections_per_ip.unwrap_or(a.max_connections_per_ip);
+    a.max_connections_per_network = opts.max_connections_per_network.unwrap_or(a.max_connections_per_network);
     let mut names = Vec::new();
     for p in &opts.peers {
         match p.parse::<SocketAddr>() {
@@ -630,5 +647,14 @@ fn print_event<E: Encoding>(node: &Node<E, ConnectionMetadata>, ev: &NodeEvent, 
             }
             false
         }
+    }
+}
+
+/// A per-source limit of 0 would refuse every incoming socket: refused as a mistake.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
     }
 }
