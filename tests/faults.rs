@@ -17,7 +17,7 @@ use tezos_p2p::handshake::LocalConfig;
 use tezos_p2p::identity::Identity;
 use tezos_p2p::message::RawMessage;
 use tezos_p2p::pow::PowTarget;
-use tezos_p2p::wire::{ConnectionMetadata, NetworkVersion};
+use tezos_p2p::wire::ConnectionMetadata;
 use tokio::net::TcpListener;
 
 type Conn = Connection<RawMessage, ConnectionMetadata>;
@@ -26,14 +26,7 @@ type Conn = Connection<RawMessage, ConnectionMetadata>;
 const DEADLINE: Duration = Duration::from_secs(60);
 
 fn local() -> Arc<LocalConfig<ConnectionMetadata>> {
-    Arc::new(LocalConfig {
-        identity: Arc::new(Identity::ephemeral()),
-        advertised_port: None,
-        version: NetworkVersion::current("TEZOS_MAINNET"),
-        metadata: ConnectionMetadata::default(),
-        expected_pow: PowTarget::new(0.0).unwrap(),
-        crypto_backend: tezos_p2p::crypto::CryptoBackend::default(),
-    })
+    common::local_config(Identity::ephemeral(), None)
 }
 
 /// Both ends of one connection through a proxy with `faults`: (dialler's end, listener's end).

@@ -11,7 +11,11 @@ use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
 mod common;
 
-use common::Forward;
+use common::{open_fds, Forward};
+
+fn local(id: Identity) -> Arc<LocalConfig<ConnectionMetadata>> {
+    common::local_config(id, None)
+}
 use tezos_p2p::actor::{self, live_connections, Connection, ConnectionConfig, Node, NodeConfig, NodeEvent};
 use tezos_p2p::crypto::{Nonce, PublicKey};
 use tezos_p2p::handshake::{self as hs, LocalConfig};
@@ -27,21 +31,6 @@ type Conn = Connection<RawMessage, ConnectionMetadata>;
 type TestNode = Node<RawMessage, ConnectionMetadata>;
 
 const QUEUE: usize = 256 * 1024;
-
-fn local(id: Identity) -> Arc<LocalConfig<ConnectionMetadata>> {
-    Arc::new(LocalConfig {
-        identity: Arc::new(id),
-        advertised_port: None,
-        version: NetworkVersion::current("TEZOS_MAINNET"),
-        metadata: ConnectionMetadata::default(),
-        expected_pow: PowTarget::new(0.0).unwrap(),
-        crypto_backend: tezos_p2p::crypto::CryptoBackend::default(),
-    })
-}
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
-}
 
 async fn dial(last: u8, to: SocketAddr) -> TcpStream {
     common::dial([127, 0, 3, last], to).await

@@ -7,42 +7,25 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytes::Bytes;
-use common::{dial, Forward};
+use common::{dial, local_config as local, open_fds, Forward};
 use tezos_p2p::actor::{
     self, live_connections, CloseReason, Connection, ConnectionConfig, Node, NodeConfig, NodeEvent,
 };
 use tezos_p2p::crypto::PeerId;
-use tezos_p2p::handshake::LocalConfig;
 use tezos_p2p::identity::Identity;
 use tezos_p2p::maintenance::MaintenanceConfig;
 use tezos_p2p::message::db::OctezMessage;
 use tezos_p2p::message::{Encoding, P2pMessage, RawMessage};
 use tezos_p2p::peers::ConnectionLimits;
 use tezos_p2p::pow::PowTarget;
-use tezos_p2p::wire::{ConnectionMetadata, DecodeError, EncodeError, NetworkVersion};
+use tezos_p2p::wire::{ConnectionMetadata, DecodeError, EncodeError};
 use tokio::sync::mpsc;
 
 const DEADLINE: Duration = Duration::from_secs(60);
-
-fn local(id: Identity, port: Option<u16>) -> Arc<LocalConfig<ConnectionMetadata>> {
-    Arc::new(LocalConfig {
-        identity: Arc::new(id),
-        advertised_port: port,
-        version: NetworkVersion::current("TEZOS_MAINNET"),
-        metadata: ConnectionMetadata::default(),
-        expected_pow: PowTarget::new(0.0).unwrap(),
-        crypto_backend: tezos_p2p::crypto::CryptoBackend::default(),
-    })
-}
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
-}
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 

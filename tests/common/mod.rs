@@ -7,6 +7,26 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+/// Handshake settings for a test peer: `id`, advertising `port`, TEZOS_MAINNET, no PoW required.
+pub fn local_config(
+    id: tezos_p2p::identity::Identity,
+    port: Option<u16>,
+) -> std::sync::Arc<tezos_p2p::handshake::LocalConfig<tezos_p2p::wire::ConnectionMetadata>> {
+    std::sync::Arc::new(tezos_p2p::handshake::LocalConfig {
+        identity: std::sync::Arc::new(id),
+        advertised_port: port,
+        version: tezos_p2p::wire::NetworkVersion::current("TEZOS_MAINNET"),
+        metadata: tezos_p2p::wire::ConnectionMetadata::default(),
+        expected_pow: tezos_p2p::pow::PowTarget::new(0.0).unwrap(),
+        crypto_backend: tezos_p2p::crypto::CryptoBackend::default(),
+    })
+}
+
+/// Open file descriptors of this process (the leak checks of the hostile suites).
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+}
+
 /// The release or debug `tezos-p2p` binary cargo built for these tests.
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tezos-p2p"))

@@ -132,6 +132,39 @@ pub async fn connection_rate_using(
     done_rx.await.unwrap_or(0.0)
 }
 
+/// The accepting side of the handshake figures: one accept loop (until `stop`) handing each
+/// socket to the next arbiter in turn, where `serve` runs on it.
+fn spread_accepts<F, Fut>(
+    workers: &Workers,
+    listener: std::net::TcpListener,
+    stop: tokio_util::sync::CancellationToken,
+    serve: F,
+) where
+    F: Fn(tokio::net::TcpStream) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let handles: Vec<_> = (0..workers.len()).map(|_| workers.next()).collect();
+    workers.next().spawn(async move {
+        let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
+        let mut i = 0usize;
+        loop {
+            let s = tokio::select! {
+                () = stop.cancelled() => return,
+                r = listener.accept() => match r { Ok((s, _)) => s, Err(_) => continue },
+            };
+            // Moved as a std socket: a tokio one is tied to this arbiter's reactor.
+            let Ok(std) = s.into_std() else { continue };
+            i += 1;
+            let serve = serve.clone();
+            handles[i % handles.len()].spawn(async move {
+                if let Ok(s) = tokio::net::TcpStream::from_std(std) {
+                    serve(s).await;
+                }
+            });
+        }
+    });
+}
+
 /// Completed handshakes (authenticate + accept, both ends in this process) per second with
 /// `in_flight` concurrent dialers for `secs`; returns (rate, p50, p99) latencies of the dialer.
 pub async fn handshake_rate(workers: &Workers, in_flight: usize, secs: f64) -> (f64, Duration, Duration) {
@@ -140,35 +173,21 @@ pub async fn handshake_rate(workers: &Workers, in_flight: usize, secs: f64) -> (
     let Ok(addr) = listener.local_addr() else { return (0.0, Duration::ZERO, Duration::ZERO) };
     let server_local = local();
     let stop = tokio_util::sync::CancellationToken::new();
-    // The accepting side: one accept loop, each handshake on the next arbiter.
-    let handles: Vec<_> = (0..workers.len()).map(|_| workers.next()).collect();
-    let accept_stop = stop.clone();
-    workers.next().spawn(async move {
-        let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
-        let mut i = 0usize;
-        loop {
-            let s = tokio::select! {
-                () = accept_stop.cancelled() => return,
-                r = listener.accept() => match r { Ok((s, _)) => s, Err(_) => continue },
-            };
-            let Ok(std) = s.into_std() else { continue };
-            let local = server_local.clone();
-            i += 1;
-            handles[i % handles.len()].spawn(async move {
-                let Ok(s) = tokio::net::TcpStream::from_std(std) else { return };
-                if let Ok(auth) = actor::authenticate(s, local, true, Duration::from_secs(10)).await {
-                    if let Ok(c) = auth.accept::<RawMessage>(ConnectionConfig::default()).await {
-                        c.close(false).await;
-                    }
+    spread_accepts(workers, listener, stop.clone(), move |s| {
+        let local = server_local.clone();
+        async move {
+            if let Ok(auth) = actor::authenticate(s, local, true, Duration::from_secs(10)).await {
+                if let Ok(c) = auth.accept::<RawMessage>(ConnectionConfig::default()).await {
+                    c.close(false).await;
                 }
-            });
+            }
         }
     });
     let done = Arc::new(AtomicU64::new(0));
     let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
     let (fin_tx, mut fin_rx) = tokio::sync::mpsc::channel::<()>(in_flight.max(1));
     let dialer_local = local();
-    for k in 0..in_flight {
+    for _ in 0..in_flight {
         let (done, latencies, fin, local) = (done.clone(), latencies.clone(), fin_tx.clone(), dialer_local.clone());
         workers.next().spawn(async move {
             let start = Instant::now();
@@ -187,7 +206,6 @@ pub async fn handshake_rate(workers: &Workers, in_flight: usize, secs: f64) -> (
                 l.extend(mine);
             }
             let _ = fin.send(()).await;
-            let _ = k;
         });
     }
     drop(fin_tx);
@@ -232,24 +250,8 @@ pub async fn tcp_handshake_shape_rate(workers: &Workers, in_flight: usize, secs:
     let _ = listener.set_nonblocking(true);
     let Ok(addr) = listener.local_addr() else { return 0.0 };
     let stop = tokio_util::sync::CancellationToken::new();
-    let handles: Vec<_> = (0..workers.len()).map(|_| workers.next()).collect();
-    let accept_stop = stop.clone();
-    workers.next().spawn(async move {
-        let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
-        let mut i = 0usize;
-        loop {
-            let s = tokio::select! {
-                () = accept_stop.cancelled() => return,
-                r = listener.accept() => match r { Ok((s, _)) => s, Err(_) => continue },
-            };
-            let Ok(std) = s.into_std() else { continue };
-            i += 1;
-            handles[i % handles.len()].spawn(async move {
-                if let Ok(s) = tokio::net::TcpStream::from_std(std) {
-                    exchange(s).await;
-                }
-            });
-        }
+    spread_accepts(workers, listener, stop.clone(), |s| async move {
+        exchange(s).await;
     });
     let done = Arc::new(AtomicU64::new(0));
     let (fin_tx, mut fin_rx) = tokio::sync::mpsc::channel::<()>(in_flight.max(1));
