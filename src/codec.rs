@@ -155,7 +155,9 @@ pub static CODECS: &[Codec] = &[
         description: "a block header (shell header, then protocol data to the end)",
         decode: |b| Ok(whole(&b, "block header", BlockHeader::decode)?.to_json()),
         encode: |v| {
-            let h = BlockHeader::from_json(Json::root(v))?;
+            let j = Json::root(v);
+            let h = BlockHeader::from_json(j.clone())?;
+            j.reject_unknown()?;
             encoded(|out| h.encode(out))
         },
     },
@@ -164,7 +166,9 @@ pub static CODECS: &[Codec] = &[
         description: "an operation (branch, then protocol data to the end)",
         decode: |b| Ok(whole(&b, "operation", Operation::decode)?.to_json()),
         encode: |v| {
-            let o = Operation::from_json(Json::root(v))?;
+            let j = Json::root(v);
+            let o = Operation::from_json(j.clone())?;
+            j.reject_unknown()?;
             encoded(|out| o.encode(out))
         },
     },
@@ -173,7 +177,9 @@ pub static CODECS: &[Codec] = &[
         description: "a mempool as in Current_head (known_valid and pending operation hashes)",
         decode: |b| Ok(whole(&b, "mempool", Mempool::decode)?.to_json()),
         encode: |v| {
-            let m = Mempool::from_json(Json::root(v))?;
+            let j = Json::root(v);
+            let m = Mempool::from_json(j.clone())?;
+            j.reject_unknown()?;
             encoded(|out| m.encode(out))
         },
     },
@@ -182,7 +188,9 @@ pub static CODECS: &[Codec] = &[
         description: "a block locator as in Current_branch (length-prefixed head, then hashes to the end)",
         decode: |b| Ok(whole(&b, "block locator", BlockLocator::decode)?.to_json()),
         encode: |v| {
-            let l = BlockLocator::from_json(Json::root(v))?;
+            let j = Json::root(v);
+            let l = BlockLocator::from_json(j.clone())?;
+            j.reject_unknown()?;
             encoded(|out| l.encode(out))
         },
     },
@@ -191,7 +199,9 @@ pub static CODECS: &[Codec] = &[
         description: "a protocol's source (environment version and components)",
         decode: |b| Ok(whole(&b, "protocol", Protocol::decode)?.to_json()),
         encode: |v| {
-            let p = Protocol::from_json(Json::root(v))?;
+            let j = Json::root(v);
+            let p = Protocol::from_json(j.clone())?;
+            j.reject_unknown()?;
             encoded(|out| p.encode(out))
         },
     },
@@ -218,6 +228,7 @@ pub static CODECS: &[Codec] = &[
                 message_nonce: Nonce::from_bytes(hex_field(&j, "message_nonce")?),
                 version: version_from_json(j.field("version")?)?,
             };
+            j.reject_unknown()?;
             // The wire form has a 2-byte length first; this encoding is the body.
             Ok(m.encode()?.split_off(2))
         },
@@ -235,6 +246,7 @@ pub static CODECS: &[Codec] = &[
                 disable_mempool: j.field("disable_mempool")?.bool()?,
                 private_node: j.field("private_node")?.bool()?,
             };
+            j.reject_unknown()?;
             let mut out = Vec::new();
             m.encode(&mut out);
             Ok(out)
@@ -271,6 +283,7 @@ pub static CODECS: &[Codec] = &[
                 }
                 other => return Err(kind.error(format!("unknown kind {other:?} (Ack, Nack, Nack_v_0)")).into()),
             };
+            j.reject_unknown()?;
             Ok(m.encode()?)
         },
     },

@@ -76,6 +76,26 @@ async fn every_path_answers_octez_shapes_and_acl_changes_take_effect() {
     assert_eq!(get(api, "/network/self").await, json!(n.peer_id().to_string()));
     let stat = get(api, "/network/stat").await;
     assert!(stat["total_sent"].is_string() && stat["total_recv"].is_string(), "{stat}");
+    // The node's totals count every socket byte, handshakes included, as each connection's do.
+    let totals = |v: &Value| -> (u64, u64) {
+        (v["total_sent"].as_str().unwrap().parse().unwrap(), v["total_recv"].as_str().unwrap().parse().unwrap())
+    };
+    let per_connection =
+        || n.connections().iter().map(|c| c.stat()).fold((0, 0), |(s, r), st| (s + st.total_sent, r + st.total_recv));
+    // Read in this order (connections first, the node's totals after), the node's are at least
+    // the connections' sum once any write in flight is counted on both.
+    let mut seen = Vec::new();
+    for _ in 0..600 {
+        let conns = per_connection();
+        let node_totals = totals(&get(api, "/network/stat").await);
+        seen.push((conns, node_totals));
+        if node_totals.0 >= conns.0 && node_totals.1 >= conns.1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (conns, node_totals) = *seen.last().unwrap();
+    assert!(node_totals.0 >= conns.0 && node_totals.1 >= conns.1, "connections {conns:?}, node {node_totals:?}");
     assert!(stat["current_inflow"].is_u64() && stat["current_outflow"].is_u64(), "{stat}");
 
     let conns = get(api, "/network/connections").await;
@@ -188,6 +208,12 @@ async fn every_path_answers_octez_shapes_and_acl_changes_take_effect() {
     assert_eq!(status, 400);
     let (status, _) = http(api, "GET", "/network/points/nowhere", None).await;
     assert_eq!(status, 400);
+    let (status, e) = http(api, "PATCH", &format!("/network/peers/{}", a.peer_id()), Some("")).await;
+    assert_eq!((status, e["error"].is_string()), (400, true), "an empty body is not JSON: {e}");
+    for (method, path) in [("POST", "/network/self"), ("DELETE", "/network/stat"), ("PUT", "/network/peers")] {
+        let (status, e) = http(api, method, path, None).await;
+        assert_eq!((status, e["error"].is_string()), (405, true), "{method} {path}: {e}");
+    }
     for x in [n, a, b, c] {
         x.shutdown().await;
     }

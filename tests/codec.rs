@@ -127,6 +127,40 @@ fn bad_input_exits_1_with_one_line_naming_field_and_offset() {
     let (code, _, err) = codec(&["decode", "p2p_message", "@/nonexistent/file"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("cannot read"), "{err}");
+    // The handshake encodings and the hex itself locate their errors too.
+    let located: [(&str, &str, &str); 7] = [
+        ("metadata", "00", "private_node: needed 1 bytes, 0 left (at byte 1)"),
+        ("metadata", "000000", "extra bytes after connection metadata (at byte 2)"),
+        ("ack", "0100", "nack motive: needed 2 bytes, 1 left (at byte 1)"),
+        ("ack", "02", "unknown tag 0x2 for ack (at byte 0)"),
+        ("connection_message", "2604", "public_key: needed 32 bytes, 0 left (at byte 2)"),
+        ("p2p_message", "00000002000", "byte at offset 5 is incomplete"),
+        ("p2p_message", "0000000200zz", "(digit 10, byte at offset 5)"),
+    ];
+    for (encoding, input, expect) in located {
+        let (code, out, err) = codec(&["decode", encoding, input]);
+        assert_eq!(code, Some(1), "{encoding} {input}: {out}{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(expect), "{encoding} {input}: {err:?} lacks {expect:?}");
+    }
+    // A field the value does not have is refused, as octez's JSON decoding does, wherever it is.
+    for (encoding, json, field) in [
+        ("p2p_message", r#"{"kind":"Bootstrap","extra":1}"#, "$: unknown field `extra`"),
+        ("metadata", r#"{"disable_mempool":false,"private_node":true,"privat_node":1}"#, "unknown field `privat_node`"),
+        ("ack", r#"{"kind":"Ack","nack_motive":1}"#, "unknown field `nack_motive`"),
+    ] {
+        let (code, out, err) = codec(&["encode", encoding, json]);
+        assert_eq!(code, Some(1), "{json}: {out}");
+        assert!(err.contains(field), "{json}: {err:?} lacks {field:?}");
+    }
+    let header = vectors().into_iter().find(|v| v["name"] == "block_header_level_28014").unwrap();
+    let (code, json, _) = codec(&["decode", "block_header", header["hex"].as_str().unwrap()]);
+    assert_eq!(code, Some(0));
+    let mut json: Value = serde_json::from_str(&json).unwrap();
+    json["timestamp_typo"] = 1.into();
+    let (code, _, err) = codec(&["encode", "block_header", &json.to_string()]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("unknown field `timestamp_typo`"), "{err}");
 }
 
 #[test]

@@ -202,6 +202,30 @@ async fn write_now_drops_on_a_full_queue_and_a_full_read_queue_makes_the_remote_
     assert_eq!(b.read_now(), Ok(None));
 }
 
+#[actix::test]
+async fn the_writer_gives_each_message_s_budget_back_as_its_bytes_reach_the_socket() {
+    // Room for 16 messages of 64 KiB; small socket buffers; b never reads.
+    let ca = ConnectionConfig { outgoing_queue_bytes: 16 * (4 + 64 * 1024 + 128), ..Default::default() };
+    let cb = ConnectionConfig { incoming_queue_bytes: 64 * 1024, ..Default::default() };
+    let (a, b) = pair_small_buffers(ca, cb).await;
+    let msg = raw(64 * 1024, 3);
+    // Queued without yielding: the writer takes all 16 as one batch.
+    let mut queued = 0;
+    while a.write_now(&msg).unwrap() {
+        queued += 1;
+    }
+    assert_eq!(queued, 16);
+    // The sockets and b's read queue hold a few of them, far from all 16, so the writer is
+    // stuck inside its batch; what it handed to the socket is already room for new messages
+    // (a writer that released the budget at the end of the batch would never make room here).
+    eventually("room in the write queue while the batch is being written", || a.write_now(&msg).unwrap()).await;
+    queued += 1;
+    for i in 0..queued {
+        assert_eq!(b.read().await.unwrap().1, msg, "message {i}");
+    }
+    assert_eq!(b.read_now(), Ok(None));
+}
+
 /// A subscriber that counts messages, and holds each one until `release` allows it.
 struct Slow {
     got: Arc<AtomicUsize>,

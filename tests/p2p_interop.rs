@@ -240,6 +240,18 @@ fn a_truncated_peers_file_is_a_clear_error() {
     assert_eq!(ev["error"], "PeersFile");
     assert!(ev["message"].as_str().unwrap().contains("corrupt"), "{ev}");
     assert!(file.exists());
+    // With --recover-peers-file the node starts and says where the file went.
+    let mut node = Events::spawn({
+        let mut c = bin();
+        c.args(["listen", "--addr", "127.0.0.1:0", "--recover-peers-file", "--peers-file"]).arg(&file);
+        c
+    });
+    node.event("listening");
+    let ev = node.event("peers_file_recovered");
+    let moved = ev["moved_to"].as_str().unwrap();
+    assert!(moved.contains("peers.json.corrupt-") && std::path::Path::new(moved).exists(), "{ev}");
+    assert!(ev["message"].as_str().unwrap().contains("corrupt"), "{ev}");
+    assert!(!file.exists());
 }
 
 #[test]
@@ -275,7 +287,11 @@ fn bootstrap_peers_may_be_given_by_name() {
     let mut target = Events::spawn(peer(&["listen", "--addr", "127.0.0.1:0", "--count", "1", "--hold", "1"]));
     let t = target.event("listening");
     let port = t["addr"].as_str().unwrap().rsplit(':').next().unwrap().to_owned();
-    let (mut node, _) = listen("127.0.0.15", &["--peer", &format!("localhost:{port}")]);
+    let (mut node, _) =
+        listen("127.0.0.15", &["--peer", &format!("localhost:{port}"), "--peer", "nosuchhost.invalid:9732"]);
+    // A name that does not resolve is said on stdout (and tried again at the next run).
+    let ev = node.until("the unresolvable name", |e| e["event"] == "resolve_failed");
+    assert_eq!(ev["peer"], "nosuchhost.invalid:9732", "{ev}");
     node.until("dialing the named peer", |e| e["event"] == "dialing");
     assert_eq!(target.event("connected")["incoming"], true);
 }
@@ -297,6 +313,7 @@ fn per_source_limits_are_set_from_the_command_line() {
     let mut second = silent([127, 0, 0, 71]);
     let ev = node.until("rejected", |e| e["event"] == "rejected");
     assert_eq!(ev["error"], "TooManyPendingFromAddress", "{ev}");
+    assert_eq!(ev["message"], "too many handshakes in progress from this address", "{ev}");
     assert_eq!(ev["addr"].as_str().unwrap().rsplit_once(':').unwrap().0, "127.0.0.71");
     second.set_read_timeout(Some(DEADLINE)).unwrap();
     let mut buf = [0u8; 1];

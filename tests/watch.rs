@@ -99,4 +99,58 @@ fn a_bad_send_argument_is_a_usage_error() {
     let out = common::bin().args(["connect", "127.0.0.1:1", "--send", "Get_everything"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--send"));
+    // A message over one of octez's bounds is refused before dialling, not when written.
+    let points: Vec<String> = (0..101).map(|i| format!("10.0.0.{}:9732", i + 1)).collect();
+    let advertise = serde_json::json!({"kind": "Advertise", "id": points}).to_string();
+    let out = common::bin().args(["connect", "127.0.0.1:1", "--send", &advertise]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("101 elements exceed the maximum 100"), "{out:?}");
+}
+
+#[test]
+fn points_are_host_port_checked_at_parse_and_names_resolved_when_dialled() {
+    for bad in ["foo", "foo:", ":9732", "::1:9732", "host:99999"] {
+        let out = common::bin().args(["connect", bad]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "connect {bad}: {out:?}");
+        let out = common::bin().args(["listen", "--addr", "127.0.0.1:0", "--peer", bad]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "listen --peer {bad}: {out:?}");
+    }
+    // `.invalid` never resolves (RFC 6761): a runtime failure with an event, exit 1.
+    let out = common::bin().args(["connect", "nosuchhost.invalid:9732"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let ev: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ev["event"], "error");
+    assert_eq!(ev["error"], "ConnectionRefused");
+    assert!(ev["message"].as_str().unwrap().contains("cannot resolve nosuchhost.invalid:9732"), "{ev}");
+}
+
+#[actix::test]
+async fn connect_dials_a_name_and_ends_cleanly_on_sigterm() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = actix::spawn(async move {
+        let (s, _) = listener.accept().await.unwrap();
+        let auth =
+            actor::authenticate(s, common::local_config(Identity::ephemeral(), None), true, Duration::from_secs(10))
+                .await
+                .unwrap();
+        let c: Connection<OctezMessage, ConnectionMetadata> = auth.accept(ConnectionConfig::default()).await.unwrap();
+        c.closed().await;
+        c.close_reason()
+    });
+    let mut child = tokio::process::Command::from(common::bin())
+        .args(["connect", &format!("localhost:{port}"), "--expected-pow", "0", "--watch"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
+    let first: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+    assert_eq!(first["event"], "connected", "{first}");
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let last: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+    assert_eq!(last["event"], "disconnected", "{last}");
+    assert_eq!(child.wait().await.unwrap().code(), Some(0), "SIGTERM ends `connect --watch` with exit 0");
+    assert!(server.await.unwrap().is_some(), "the server saw the connection end");
 }

@@ -106,6 +106,9 @@ pub fn router<E: Encoding, M: Metadata>(node: Node<E, M>) -> Router {
         .route("/network/greylist/ips", get(greylist_ips::<E, M>))
         .route("/network/greylist/peers", get(greylist_peers::<E, M>))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not found").into_response() })
+        .method_not_allowed_fallback(|method: axum::http::Method| async move {
+            error(StatusCode::METHOD_NOT_ALLOWED, format!("method {method} is not served on this path")).into_response()
+        })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(node)
 }
@@ -370,11 +373,10 @@ async fn peer<E: Encoding, M: Metadata>(State(node): State<Node<E, M>>, Path(pee
 /// A PATCH body: `{"acl": "ban" | "trust" | "open"}` and, for points, `"peer_id"`.
 fn acl_body(body: &[u8], allow_peer_id: bool) -> Result<(Option<&'static str>, Option<PeerId>), ApiError> {
     let bad = |msg: String| error(StatusCode::BAD_REQUEST, msg);
-    let v: Value = if body.iter().all(u8::is_ascii_whitespace) {
-        json!({})
-    } else {
-        serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON body: {e}")))?
-    };
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(bad("empty body: expected a JSON object such as {\"acl\": \"trust\"}".into()));
+    }
+    let v: Value = serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON body: {e}")))?;
     let obj = v.as_object().ok_or_else(|| bad("expected a JSON object".into()))?;
     for k in obj.keys() {
         if k != "acl" && !(allow_peer_id && k == "peer_id") {

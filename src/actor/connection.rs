@@ -360,7 +360,10 @@ impl<E: Encoding, M: Metadata> Connection<E, M> {
         });
         set_socket_options(&stream, &shared.config);
         let (rd, wr) = stream.into_split();
-        let meters = shared.config.scheduler.as_ref().map(|s| s.register(shared.id, shared.config.weight));
+        let meters = shared.config.scheduler.as_ref().map(|s| {
+            s.count_handshake(handshake.sent as u64, handshake.recv as u64);
+            s.register(shared.id, shared.config.weight)
+        });
         let io = IoParts {
             meters,
             rd,

@@ -272,6 +272,8 @@ pub(super) struct Inner<E: Encoding, M: Metadata> {
     /// Refusals of sockets before any handshake work are counted always, but published as events
     /// at a bounded rate: a flood must not flood the event subscribers too.
     refusal_events: Mutex<EventBudget>,
+    /// A corrupt peers file moved aside at start: (where it went, what was wrong).
+    peers_file_recovered: Option<(std::path::PathBuf, String)>,
 }
 
 /// A token bucket for refusal events: a burst of [`EventBudget::BURST`], then that many a second.
@@ -384,6 +386,7 @@ impl<E: Encoding, M: Metadata> Node<E, M> {
                 table.add_own_point(SocketAddr::new(l.ip(), port));
             }
         }
+        let mut peers_file_recovered = None;
         if let Some(pf) = &config.peers_file {
             match crate::peers_file::load(&pf.path) {
                 Ok(None) => {}
@@ -398,11 +401,13 @@ impl<E: Encoding, M: Metadata> Node<E, M> {
                         }
                         let aside = crate::peers_file::move_aside(&pf.path)?;
                         tracing::warn!("{e}; moved aside to {}", aside.display());
+                        peers_file_recovered = Some((aside, e.to_string()));
                     }
                 },
                 Err(e @ PeersFileError::Corrupt { .. }) if pf.recover_corrupt => {
                     let aside = crate::peers_file::move_aside(&pf.path)?;
                     tracing::warn!("{e}; moved aside to {}", aside.display());
+                    peers_file_recovered = Some((aside, e.to_string()));
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -429,6 +434,7 @@ impl<E: Encoding, M: Metadata> Node<E, M> {
             clock,
             admission: Mutex::new(Admission::new(config.admission)),
             refusal_events: Mutex::new(EventBudget::new()),
+            peers_file_recovered,
             config,
         });
         let overlay = OverlayActor::new(Arc::downgrade(&inner)).start();
@@ -455,6 +461,13 @@ impl<E: Encoding, M: Metadata> Node<E, M> {
     /// The bound listening address.
     pub fn listen_addr(&self) -> Option<SocketAddr> {
         self.inner.listen_addr
+    }
+
+    /// With [`PeersFileConfig::recover_corrupt`](crate::peers_file::PeersFileConfig): where a
+    /// corrupt peers file was moved at start, and what was wrong with it (`None`: it loaded, or
+    /// there was none).
+    pub fn peers_file_recovered(&self) -> Option<(&std::path::Path, &str)> {
+        self.inner.peers_file_recovered.as_ref().map(|(p, e)| (p.as_path(), e.as_str()))
     }
 
     /// Our peer id.

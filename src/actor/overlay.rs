@@ -315,8 +315,14 @@ async fn resolve_bootstrap<E: Encoding, M: Metadata>(inner: &Inner<E, M>, names:
                     t.set_point_trusted(a, true, Instant::now());
                 }
             }
-            Ok(Err(e)) => tracing::warn!("cannot resolve bootstrap peer {name}: {e}"),
-            Err(_) => tracing::warn!("cannot resolve bootstrap peer {name}: timed out"),
+            Ok(Err(e)) => {
+                tracing::warn!("cannot resolve bootstrap peer {name}: {e}");
+                inner.registry.publish(NodeEvent::ResolveFailed { name: name.clone(), error: e.to_string() });
+            }
+            Err(_) => {
+                tracing::warn!("cannot resolve bootstrap peer {name}: timed out");
+                inner.registry.publish(NodeEvent::ResolveFailed { name: name.clone(), error: "timed out".into() });
+            }
         }
     }
 }

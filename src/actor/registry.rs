@@ -67,6 +67,14 @@ pub enum NodeEvent {
         /// The octez-style error name.
         reason: &'static str,
     },
+    /// A bootstrap peer given by name (`HOST:PORT`) did not resolve at this maintenance run; it
+    /// is tried again at the next.
+    ResolveFailed {
+        /// The name, as configured.
+        name: String,
+        /// What the resolver said.
+        error: String,
+    },
     /// A P2P-layer message was received and handled, or sent.
     P2p {
         /// The peer.

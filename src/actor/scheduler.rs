@@ -191,6 +191,13 @@ impl Scheduler {
         self.shared.meters.len()
     }
 
+    /// Adds a connection's handshake bytes (written and read before it was metered) to the
+    /// totals, as octez's global statistics count every byte of a socket.
+    pub(crate) fn count_handshake(&self, sent: u64, recv: u64) {
+        self.shared.totals[UP].fetch_add(sent, Ordering::Relaxed);
+        self.shared.totals[DOWN].fetch_add(recv, Ordering::Relaxed);
+    }
+
     /// Registers connection `id`; returns its (upload, download) meters.
     pub(crate) fn register(&self, id: u64, weight: u32) -> [Arc<Meter>; 2] {
         let s = &self.shared;

@@ -50,8 +50,8 @@ enum Command {
         /// How long the peers exchange messages, in seconds.
         #[arg(long, default_value = "20", value_parser = parse_seconds)]
         duration: Duration,
-        /// Where to serve Prometheus metrics (port 0 picks a free one).
-        #[arg(long, default_value = "127.0.0.1:9932")]
+        /// Where to serve Prometheus metrics, HOST:PORT (port 0 picks a free one).
+        #[arg(long, default_value = "127.0.0.1:9932", value_parser = net::parse_host_port)]
         metrics_addr: SocketAddr,
         /// The hub's global bandwidth limit in bytes/s, each way.
         #[arg(long, default_value = "4000000")]
@@ -95,8 +95,8 @@ enum Command {
     /// Run a node: accept connections, keep the connection count between the limits (dialling
     /// bootstrap and learned points), answer the P2P layer, and print one JSON event per line.
     Listen {
-        /// Address to listen on (port 0 picks a free one).
-        #[arg(long)]
+        /// Address to listen on, HOST:PORT (port 0 picks a free one).
+        #[arg(long, value_parser = net::parse_host_port)]
         addr: SocketAddr,
         #[command(flatten)]
         peer: net::PeerArgs,
@@ -106,8 +106,10 @@ enum Command {
     },
     /// Connect to a peer and print one JSON event per line (`--watch`: every message it sends).
     Connect {
-        /// The peer's address.
-        addr: SocketAddr,
+        /// The peer, HOST:PORT (a name is resolved when dialling; each of its addresses is
+        /// tried in turn).
+        #[arg(value_parser = net::parse_point)]
+        addr: String,
         #[command(flatten)]
         peer: net::PeerArgs,
         #[command(flatten)]

@@ -584,9 +584,17 @@ pub fn to_json(msg: &OctezMessage) -> Value {
     v
 }
 
-/// Reads [`to_json`]'s form back.
+/// Reads [`to_json`]'s form back; a field the message does not have is an error, as in
+/// octez.
 pub fn from_json(value: &Value) -> Result<OctezMessage, JsonError> {
     let j = Json::root(value);
+    let m = read_json(&j)?;
+    j.reject_unknown()?;
+    Ok(m)
+}
+
+fn read_json(j: &Json<'_>) -> Result<OctezMessage, JsonError> {
+    let j = j.clone();
     let kind = j.field("kind")?;
     let point = |j: &Json<'_>| -> Result<SocketAddr, JsonError> {
         let f = j.field("point")?;

@@ -1,6 +1,9 @@
 //! Reading octez-style JSON with errors that name the field (`current_block_header.level`).
 
+use std::cell::RefCell;
+use std::collections::HashSet;
 use std::fmt::Display;
+use std::rc::Rc;
 use std::str::FromStr;
 
 use bytes::Bytes;
@@ -20,16 +23,47 @@ pub struct JsonError {
 
 /// A JSON value and where it sits in the document (for error messages; the JSON side is
 /// the command line's, never a hot path, so the path is a plain string).
+///
+/// Clones share the record of which fields were read, so that [`Json::reject_unknown`] on the
+/// root, after a value was read from it, finds the fields nothing read (octez's JSON decoding
+/// refuses unexpected fields too).
 #[derive(Debug, Clone)]
 pub struct Json<'a> {
     value: &'a Value,
     path: String,
+    seen: Rc<RefCell<HashSet<String>>>,
 }
 
 impl<'a> Json<'a> {
     /// The whole document.
     pub fn root(value: &'a Value) -> Self {
-        Self { value, path: String::new() }
+        Self { value, path: String::new(), seen: Rc::default() }
+    }
+
+    /// Fails on the first object field, under this value, that no read asked for (a misspelt
+    /// or unexpected field): call it once the value was read.
+    pub fn reject_unknown(&self) -> Result<(), JsonError> {
+        let seen = self.seen.borrow();
+        fn walk(value: &Value, path: &str, seen: &HashSet<String>) -> Result<(), JsonError> {
+            match value {
+                Value::Object(fields) => {
+                    for (name, v) in fields {
+                        let p = if path.is_empty() { name.clone() } else { format!("{path}.{name}") };
+                        if !seen.contains(&p) {
+                            let at = if path.is_empty() { "$".to_owned() } else { path.to_owned() };
+                            return Err(JsonError { path: at, reason: format!("unknown field `{name}`") });
+                        }
+                        walk(v, &p, seen)?;
+                    }
+                    Ok(())
+                }
+                Value::Array(items) => {
+                    items.iter().enumerate().try_for_each(|(i, v)| walk(v, &format!("{path}[{i}]"), seen))
+                }
+                _ => Ok(()),
+            }
+        }
+        walk(self.value, &self.path, &seen)
     }
 
     /// The underlying value.
@@ -53,7 +87,8 @@ impl<'a> Json<'a> {
 
     fn child(&self, value: &'a Value, name: &str) -> Json<'a> {
         let path = if self.path.is_empty() { name.to_owned() } else { format!("{}.{name}", self.path) };
-        Json { value, path }
+        self.seen.borrow_mut().insert(path.clone());
+        Json { value, path, seen: self.seen.clone() }
     }
 
     /// A required field of an object.
@@ -67,10 +102,10 @@ impl<'a> Json<'a> {
 
     /// An optional field of an object (absent or `null`).
     pub fn optional(&self, name: &str) -> Option<Json<'a>> {
-        match self.value.get(name) {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(self.child(v, name)),
-        }
+        // A `null` field is absent, but known (not an unexpected field).
+        let v = self.value.get(name)?;
+        let child = self.child(v, name);
+        (!v.is_null()).then_some(child)
     }
 
     /// A string.
@@ -135,7 +170,8 @@ impl<'a> Json<'a> {
         let raw = self
             .value
             .get("invalid_utf8_string")
-            .and_then(Value::as_array)
+            .map(|v| self.child(v, "invalid_utf8_string"))
+            .and_then(|j| j.value.as_array())
             .ok_or_else(|| self.error("expected a string"))?;
         raw.iter()
             .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
@@ -157,7 +193,11 @@ impl<'a> Json<'a> {
     /// An array, each element read by `f`.
     pub fn list<T>(&self, mut f: impl FnMut(Json<'a>) -> Result<T, JsonError>) -> Result<Vec<T>, JsonError> {
         let items = self.value.as_array().ok_or_else(|| self.error("expected an array"))?;
-        items.iter().enumerate().map(|(i, v)| f(Json { value: v, path: format!("{}[{i}]", self.path) })).collect()
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| f(Json { value: v, path: format!("{}[{i}]", self.path), seen: self.seen.clone() }))
+            .collect()
     }
 }
 
@@ -187,5 +227,23 @@ mod tests {
         assert_eq!(string_to_json(b"ok"), "ok");
         let odd = string_to_json(&[0xff, 1]);
         assert_eq!(Json::root(&odd).string_bytes().unwrap(), Bytes::from_static(&[0xff, 1]));
+    }
+
+    #[test]
+    fn fields_nothing_read_are_named() {
+        let read = |r: &Json<'_>| r.field("a")?.field("b")?.list(|e| e.field("c")?.u8());
+        let nested: Value = serde_json::json!({"a": {"b": [{"c": 1}, {"c": 2, "typo": 2}]}});
+        let root = Json::root(&nested);
+        assert_eq!(read(&root).unwrap(), vec![1, 2]);
+        let e = root.reject_unknown().unwrap_err();
+        assert_eq!((e.path.as_str(), e.reason.as_str()), ("a.b[1]", "unknown field `typo`"));
+        let top: Value = serde_json::json!({"a": {"b": []}, "d": 3});
+        let root = Json::root(&top);
+        read(&root).unwrap();
+        let e = root.reject_unknown().unwrap_err();
+        assert_eq!((e.path.as_str(), e.reason.as_str()), ("$", "unknown field `d`"));
+        // Read, it is known; a field read as optional and present too.
+        root.optional("d").unwrap();
+        root.reject_unknown().unwrap();
     }
 }

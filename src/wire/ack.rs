@@ -128,28 +128,33 @@ impl AckMessage {
     /// Decodes a whole chunk plaintext; more than 100 points is a decoding error.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
-        let msg = match r.u8("ack tag")? {
+        // Every error carries the offset of the field that failed.
+        let at = |r: &Reader<'_>, e| DecodeError::at(r.position(), e);
+        let msg = match r.u8("ack tag").map_err(|e| at(&r, e))? {
             0x00 => Self::Ack,
             0xff => Self::NackV0,
             0x01 => {
-                let motive = NackMotive::from_code(r.i16("nack motive")?);
-                let list = r.sized("nack alternative points", bytes.len())?;
+                let motive = NackMotive::from_code(r.i16("nack motive").map_err(|e| at(&r, e))?);
+                let list = r.sized("nack alternative points", bytes.len()).map_err(|e| at(&r, e))?;
+                let base = r.position() - list.len();
                 let mut lr = Reader::new(list);
                 let mut alternative_points = Vec::new();
                 while lr.remaining() > 0 {
+                    let start = base + lr.position();
                     if alternative_points.len() == MAX_NACK_POINTS {
-                        return Err(DecodeError::TooManyElements {
-                            what: "nack alternative points",
-                            max: MAX_NACK_POINTS,
-                        });
+                        return Err(DecodeError::at(
+                            start,
+                            DecodeError::TooManyElements { what: "nack alternative points", max: MAX_NACK_POINTS },
+                        ));
                     }
-                    alternative_points.push(decode_point(&mut lr)?);
+                    alternative_points.push(decode_point(&mut lr).map_err(|e| DecodeError::at(start, e))?);
                 }
                 Self::Nack { motive, alternative_points }
             }
-            tag => return Err(DecodeError::InvalidTag { what: "ack", tag: tag.into() }),
+            tag => return Err(DecodeError::at(0, DecodeError::InvalidTag { what: "ack", tag: tag.into() })),
         };
-        r.finish("ack")?;
+        let end = r.position();
+        r.finish("ack").map_err(|e| DecodeError::at(end, e))?;
         Ok(msg)
     }
 }

@@ -106,21 +106,27 @@ impl ConnectionMessage {
     /// Decodes a body (without its 2-byte length prefix). Extra bytes are an error.
     pub fn decode_body(body: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(body);
-        let port = r.u16("port")?;
-        let public_key = PublicKey::from_bytes(r.array("public_key")?);
-        let proof_of_work_stamp = Stamp::from_bytes(r.array("proof_of_work_stamp")?);
-        let message_nonce = Nonce::from_bytes(r.array("message_nonce")?);
-        let chain_name = ChainName::new(r.sized("chain_name", MAX_BODY)?);
-        let distributed_db_version = r.u16("distributed_db_version")?;
-        let p2p_version = r.u16("p2p_version")?;
-        r.finish("connection message")?;
-        Ok(Self {
-            port: (port != 0).then_some(port),
-            public_key,
-            proof_of_work_stamp,
-            message_nonce,
-            version: NetworkVersion { chain_name, distributed_db_version, p2p_version },
-        })
+        let mut read = || {
+            let port = r.u16("port")?;
+            let public_key = PublicKey::from_bytes(r.array("public_key")?);
+            let proof_of_work_stamp = Stamp::from_bytes(r.array("proof_of_work_stamp")?);
+            let message_nonce = Nonce::from_bytes(r.array("message_nonce")?);
+            let chain_name = ChainName::new(r.sized("chain_name", MAX_BODY)?);
+            let distributed_db_version = r.u16("distributed_db_version")?;
+            let p2p_version = r.u16("p2p_version")?;
+            Ok(Self {
+                port: (port != 0).then_some(port),
+                public_key,
+                proof_of_work_stamp,
+                message_nonce,
+                version: NetworkVersion { chain_name, distributed_db_version, p2p_version },
+            })
+        };
+        // The offset of the field that failed is part of the error.
+        let m = read().map_err(|e| DecodeError::at(r.position(), e))?;
+        let end = r.position();
+        r.finish("connection message").map_err(|e| DecodeError::at(end, e))?;
+        Ok(m)
     }
 
     /// Decodes `u16be(L) ‖ body`, requiring exactly `L` bytes after the prefix.

@@ -47,11 +47,16 @@ impl Metadata for ConnectionMetadata {
 
     fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
-        // Readers accept any non-zero byte as true.
-        let disable_mempool = r.u8("disable_mempool")? != 0;
-        let private_node = r.u8("private_node")? != 0;
-        r.finish("connection metadata")?;
-        Ok(Self { disable_mempool, private_node })
+        let mut read = || {
+            // Readers accept any non-zero byte as true.
+            let disable_mempool = r.u8("disable_mempool")? != 0;
+            let private_node = r.u8("private_node")? != 0;
+            Ok(Self { disable_mempool, private_node })
+        };
+        let m = read().map_err(|e| DecodeError::at(r.position(), e))?;
+        let at = r.position();
+        r.finish("connection metadata").map_err(|e| DecodeError::at(at, e))?;
+        Ok(m)
     }
 
     fn private_node(&self) -> bool {

@@ -156,12 +156,19 @@ pub enum EncodeError {
 /// A bounded cursor over a byte slice (rustls style): every read checks the remaining length.
 pub struct Reader<'a> {
     buf: &'a [u8],
+    /// The length of the whole input, for [`Reader::position`].
+    len: usize,
 }
 
 impl<'a> Reader<'a> {
     /// A reader over `buf`.
     pub fn new(buf: &'a [u8]) -> Self {
-        Self { buf }
+        Self { buf, len: buf.len() }
+    }
+
+    /// Bytes read so far: after a failed read, the offset of the field that failed.
+    pub fn position(&self) -> usize {
+        self.len - self.buf.len()
     }
 
     /// Bytes not read yet.

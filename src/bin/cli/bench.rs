@@ -254,8 +254,6 @@ pub fn run(json_path: Option<PathBuf>) -> ExitCode {
         phase("raw TCP: one stream, 64 KiB writes").await;
         let tcp_bulk =
             tokio::time::timeout(bound, benchkit::tcp_bulk_rate(&workers, 64 * 1024, secs)).await.unwrap_or(0.0);
-        phase("raw TCP: 100-byte round trips").await;
-        let tcp_rtt = tokio::time::timeout(bound, benchkit::tcp_rtt(&workers, 100, 20_000)).await.unwrap_or_default();
         phase("100 concurrent connections, 64 KiB messages (alternating with one connection, 5 pairs)").await;
         // This VM's bulk rate drifts by ±10 % between minutes, which alone moved the ratio from
         // 0.80 to 0.94 between runs: the 100-connection figure and its one-connection ceiling are
@@ -279,12 +277,30 @@ pub fn run(json_path: Option<PathBuf>) -> ExitCode {
         phase("1,000 concurrent connections, 1 KiB messages").await;
         let agg1000 =
             tokio::time::timeout(bound, benchkit::aggregate_rate(&workers, 1000, 1024, secs)).await.unwrap_or(0.0);
-        phase("message round trips, 100 bytes").await;
-        let rtt =
-            tokio::time::timeout(bound, benchkit::message_rtt(&workers, 100, 20_000, false)).await.unwrap_or_default();
-        phase("message round trips, 100 bytes, beside a saturated connection").await;
-        let rtt_loaded =
-            tokio::time::timeout(bound, benchkit::message_rtt(&workers, 100, 20_000, true)).await.unwrap_or_default();
+        phase("100-byte round trips: raw TCP, messages, messages beside a saturated connection (5 rounds)").await;
+        // How fast a sleeping core wakes up decides a loopback round trip on this VM: the raw
+        // TCP p50 measured 75 µs in one minute and 18 µs in another (when other work kept the
+        // cores from idling), while ours moved less. The three are measured in alternating
+        // blocks, so each ratio compares round trips taken under the same conditions.
+        let (mut raw, mut ours, mut beside) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..5 {
+            let mut order = [0, 1, 2];
+            order.rotate_left(i % 3);
+            for which in order {
+                let block = match which {
+                    0 => tokio::time::timeout(bound, benchkit::tcp_rtt_samples(&workers, 100, 4_000)).await,
+                    1 => tokio::time::timeout(bound, benchkit::message_rtt_samples(&workers, 100, 4_000, false)).await,
+                    _ => tokio::time::timeout(bound, benchkit::message_rtt_samples(&workers, 100, 4_000, true)).await,
+                };
+                [&mut raw, &mut ours, &mut beside][which].extend(block.unwrap_or_default());
+                settle().await;
+            }
+        }
+        let quantiles = |v: &mut Vec<Duration>| {
+            v.sort();
+            (benchkit::quantile(v, 0.5), benchkit::quantile(v, 0.99))
+        };
+        let (tcp_rtt, rtt, rtt_loaded) = (quantiles(&mut raw), quantiles(&mut ours), quantiles(&mut beside));
         phase("broadcast of 1 KiB messages to 500 peers").await;
         let fanout = tokio::time::timeout(bound, benchkit::broadcast_fanout(500, 1024, secs)).await.unwrap_or_default();
         phase("1,000 connections with 64 KiB in flight each way (peers in a child process)").await;
@@ -461,7 +477,10 @@ pub fn run(json_path: Option<PathBuf>) -> ExitCode {
             name,
             value: us(value),
             unit: "µs",
-            ceiling: Some((us(ceiling), "raw TCP round trip of 100 bytes, same quantile")),
+            ceiling: Some((
+                us(ceiling),
+                "raw TCP round trip of 100 bytes, same quantile, in blocks alternating with it",
+            )),
             comparable: true,
             target: match factor as u32 {
                 2 => "<= 2.0x",
@@ -475,7 +494,7 @@ pub fn run(json_path: Option<PathBuf>) -> ExitCode {
         name: "message round trip beside a saturated connection, 100 bytes, p50",
         value: us(scale.rtt_loaded.0),
         unit: "µs",
-        ceiling: Some((us(scale.tcp_rtt.0), "raw TCP round trip of 100 bytes, p50")),
+        ceiling: Some((us(scale.tcp_rtt.0), "raw TCP round trip of 100 bytes, p50, in blocks alternating with it")),
         comparable: true,
         target: "reported",
         met: true,

@@ -533,8 +533,14 @@ pub async fn tcp_bulk_rate(workers: &Workers, write_size: usize, secs: f64) -> f
 /// The raw-TCP ceiling of a request/response: `rounds` round trips of `size` bytes each way
 /// between two arbiters; (p50, p99).
 pub async fn tcp_rtt(workers: &Workers, size: usize, rounds: usize) -> (Duration, Duration) {
+    let lat = tcp_rtt_samples(workers, size, rounds).await;
+    (quantile(&lat, 0.5), quantile(&lat, 0.99))
+}
+
+/// The round trips of [`tcp_rtt`], sorted (the first tenth, a warm-up, left out).
+pub async fn tcp_rtt_samples(workers: &Workers, size: usize, rounds: usize) -> Vec<Duration> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let Some((a, b)) = tcp_pair() else { return (Duration::ZERO, Duration::ZERO) };
+    let Some((a, b)) = tcp_pair() else { return Vec::new() };
     workers.next().spawn(async move {
         let Ok(mut s) = tokio::net::TcpStream::from_std(a) else { return };
         let mut buf = vec![0u8; size];
@@ -563,7 +569,7 @@ pub async fn tcp_rtt(workers: &Workers, size: usize, rounds: usize) -> (Duration
     });
     let mut lat = rx.await.unwrap_or_default();
     lat.sort();
-    (quantile(&lat, 0.5), quantile(&lat, 0.99))
+    lat
 }
 
 /// Both ends of `n` connections in this process, the listener's ends spread over the
@@ -703,7 +709,13 @@ impl actix::Handler<tezos_p2p::actor::Inbound<RawMessage>> for Probe {
 /// live on one arbiter, the two ends on two (as a node and a peer). With `load`, another
 /// connection between the same two arbiters is saturated with 64 KiB messages meanwhile.
 pub async fn message_rtt(workers: &Workers, size: usize, rounds: usize, load: bool) -> (Duration, Duration) {
-    let zero = (Duration::ZERO, Duration::ZERO);
+    let lat = message_rtt_samples(workers, size, rounds, load).await;
+    (quantile(&lat, 0.5), quantile(&lat, 0.99))
+}
+
+/// The round trips of [`message_rtt`], sorted (the first tenth, a warm-up, left out).
+pub async fn message_rtt_samples(workers: &Workers, size: usize, rounds: usize, load: bool) -> Vec<Duration> {
+    let zero = Vec::new();
     let (here, there) = (workers.next(), workers.next());
     let Ok(listener) = std::net::TcpListener::bind("127.0.0.1:0") else { return zero };
     let _ = listener.set_nonblocking(true);
@@ -790,7 +802,7 @@ pub async fn message_rtt(workers: &Workers, size: usize, rounds: usize, load: bo
     let mut lat = result_rx.await.unwrap_or_default();
     stop.cancel();
     lat.sort();
-    (quantile(&lat, 0.5), quantile(&lat, 0.99))
+    lat
 }
 
 /// Broadcast fan-out: a `Node` with `peers` connected peers (plain connections in this process)

@@ -33,6 +33,14 @@ fn binary(arg: &str) -> Result<Vec<u8>, String> {
     match hex::decode(text) {
         Ok(b) => Ok(b),
         Err(_) if from_file && !text.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(raw),
+        Err(hex::FromHexError::OddLength) => Err(format!(
+            "invalid hex: an odd number of digits ({}): the byte at offset {} is incomplete",
+            text.len(),
+            text.len() / 2
+        )),
+        Err(hex::FromHexError::InvalidHexCharacter { c, index }) => {
+            Err(format!("invalid hex: {c:?} is not a hex digit (digit {index}, byte at offset {})", index / 2))
+        }
         Err(e) => Err(format!("invalid hex: {e}")),
     }
 }

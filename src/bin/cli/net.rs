@@ -16,7 +16,7 @@ use tezos_p2p::message::{Encoding, P2pMessage, RawMessage};
 use tezos_p2p::peers::ConnectionLimits;
 use tezos_p2p::peers_file::PeersFileConfig;
 use tezos_p2p::shell::ChainId;
-use tezos_p2p::wire::{point_text, ConnectionMetadata, NetworkVersion};
+use tezos_p2p::wire::{point_text, ConnectionMetadata, NackMotive, NetworkVersion};
 
 /// octez's `connection_timeout` for outgoing connections (TCP connect + handshake): 10 s.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -64,7 +64,7 @@ pub(crate) struct ListenArgs {
     #[arg(long)]
     max_download_bytes_per_s: Option<u64>,
     /// A trusted bootstrap point, `HOST:PORT` (repeatable; names are resolved at each dial).
-    #[arg(long = "peer", value_name = "HOST:PORT")]
+    #[arg(long = "peer", value_name = "HOST:PORT", value_parser = parse_point)]
     peers: Vec<String>,
     /// octez's `--connections N` (1–100): min N/2, expected N, max 3N/2, tables 8N.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=100))]
@@ -114,7 +114,7 @@ pub(crate) struct ListenArgs {
     handshake_timeout: Duration,
     /// Serve Prometheus metrics on HOST:PORT (port 0 picks a free one; printed as a `metrics`
     /// event).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_host_port)]
     metrics_addr: Option<SocketAddr>,
     /// Label byte and message counters by peer (high cardinality: small deployments only).
     #[arg(long)]
@@ -144,7 +144,42 @@ fn parse_rpc_addr(s: &str) -> Result<SocketAddr, String> {
     if let Ok(port) = s.parse::<u16>() {
         return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
     }
-    s.parse().map_err(|_| format!("{s:?} is not HOST:PORT or PORT"))
+    parse_host_port(s).map_err(|e| format!("{e} (or a PORT on 127.0.0.1)"))
+}
+
+/// `HOST:PORT` (a literal address, `[v6]:port`, or a name) split in two, checked but not
+/// resolved: `Err` says what is wrong.
+fn split_point(s: &str) -> Result<(&str, u16), String> {
+    let (host, port) = s.rsplit_once(':').ok_or_else(|| format!("{s:?} is not HOST:PORT (no port)"))?;
+    let port = port.parse::<u16>().map_err(|_| format!("{s:?} is not HOST:PORT ({port:?} is not a port)"))?;
+    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    if bare.is_empty() {
+        return Err(format!("{s:?} is not HOST:PORT (no host)"));
+    }
+    if host.contains(':') && bare == host {
+        return Err(format!("{s:?} is not HOST:PORT (write an IPv6 address as [ADDR]:PORT)"));
+    }
+    Ok((bare, port))
+}
+
+/// A point given on the command line, `HOST:PORT`: its syntax is checked here, the name is
+/// resolved when it is dialled (octez resolves bootstrap peers at each dial).
+pub(crate) fn parse_point(s: &str) -> Result<String, String> {
+    split_point(s).map(|_| s.to_owned())
+}
+
+/// An address to bind or serve on, `HOST:PORT`, resolved now (its first address).
+pub(crate) fn parse_host_port(s: &str) -> Result<SocketAddr, String> {
+    let (host, port) = split_point(s)?;
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    use std::net::ToSocketAddrs as _;
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{host:?} has no address"))
 }
 
 fn emit(v: Value) {
@@ -250,10 +285,14 @@ fn message_to_send(arg: &str, chain_id: ChainId) -> Result<OctezMessage, String>
     let v: Value = serde_json::from_str(&text).map_err(|_| {
         format!("--send {arg:?}: not a kind (Get_current_head, Get_current_branch, Get_checkpoint, Deactivate, Bootstrap) nor JSON")
     })?;
-    db::from_json(&v).map_err(|e| format!("--send: {e}"))
+    let m = db::from_json(&v).map_err(|e| format!("--send: {e}"))?;
+    // Encoded once here, so that a message octez would refuse (a bound exceeded) is a usage
+    // error before anything is dialled, not a failed write later.
+    m.encode(&mut Vec::new()).map_err(|e| format!("--send {arg:?}: {e}"))?;
+    Ok(m)
 }
 
-pub(crate) fn connect(addr: SocketAddr, peer: PeerArgs, opts: ConnectArgs) -> ExitCode {
+pub(crate) fn connect(addr: String, peer: PeerArgs, opts: ConnectArgs) -> ExitCode {
     let chain_id: ChainId = match opts.chain_id.parse() {
         Ok(c) => c,
         Err(e) => {
@@ -278,8 +317,8 @@ pub(crate) fn connect(addr: SocketAddr, peer: PeerArgs, opts: ConnectArgs) -> Ex
     };
     actix::System::new().block_on(async move {
         match peer.messages {
-            Messages::Octez => connect_as::<OctezMessage>(addr, local, &peer, &opts, to_send).await,
-            Messages::Raw => connect_as::<RawMessage>(addr, local, &peer, &opts, Vec::new()).await,
+            Messages::Octez => connect_as::<OctezMessage>(&addr, local, &peer, &opts, to_send).await,
+            Messages::Raw => connect_as::<RawMessage>(&addr, local, &peer, &opts, Vec::new()).await,
         }
     })
 }
@@ -310,14 +349,40 @@ impl WatchJson for RawMessage {
     }
 }
 
+/// Resolves `point` (`HOST:PORT`) and authenticates with the first of its addresses that
+/// answers: a refused or unreachable address moves on to the next, a handshake failure ends.
+async fn dial(
+    point: &str,
+    local: Arc<LocalConfig<ConnectionMetadata>>,
+) -> Result<actor::Authenticated<ConnectionMetadata>, Value> {
+    let addrs: Vec<SocketAddr> = match tokio::net::lookup_host(point).await {
+        Ok(a) => a.collect(),
+        Err(e) => {
+            return Err(
+                json!({"event": "error", "error": "ConnectionRefused", "message": format!("cannot resolve {point}: {e}")}),
+            )
+        }
+    };
+    let mut last =
+        json!({"event": "error", "error": "ConnectionRefused", "message": format!("{point} has no address")});
+    for addr in addrs {
+        match actor::connect(addr, local.clone(), CONNECT_TIMEOUT).await {
+            Ok(auth) => return Ok(auth),
+            Err(e @ (AuthError::ConnectionRefused { .. } | AuthError::Timeout)) => last = auth_error(&e),
+            Err(e) => return Err(auth_error(&e)),
+        }
+    }
+    Err(last)
+}
+
 async fn connect_as<E: WatchJson>(
-    addr: SocketAddr,
+    addr: &str,
     local: Arc<LocalConfig<ConnectionMetadata>>,
     peer: &PeerArgs,
     opts: &ConnectArgs,
     to_send: Vec<OctezMessage>,
 ) -> ExitCode {
-    let conn: Connection<E, ConnectionMetadata> = match actor::connect(addr, local, CONNECT_TIMEOUT).await {
+    let conn: Connection<E, ConnectionMetadata> = match dial(addr, local).await {
         Ok(auth) => match auth.accept(ConnectionConfig::default()).await {
             Ok(c) => c,
             Err(e) => {
@@ -325,8 +390,8 @@ async fn connect_as<E: WatchJson>(
                 return ExitCode::FAILURE;
             }
         },
-        Err(e) => {
-            emit(auth_error(&e));
+        Err(event) => {
+            emit(event);
             return ExitCode::FAILURE;
         }
     };
@@ -341,7 +406,7 @@ async fn connect_as<E: WatchJson>(
     }
     if opts.watch {
         let mut seen = 0u64;
-        let interrupted = tokio::signal::ctrl_c();
+        let interrupted = termination();
         tokio::pin!(interrupted);
         loop {
             let next = tokio::select! {
@@ -419,6 +484,9 @@ fn event_json(ev: &NodeEvent) -> Option<Value> {
         NodeEvent::Dialing { point } => json!({"event": "dialing", "point": point_text(point)}),
         NodeEvent::DialFailed { point, reason } => {
             json!({"event": "dial_failed", "point": point_text(point), "error": reason})
+        }
+        NodeEvent::ResolveFailed { name, error } => {
+            json!({"event": "resolve_failed", "peer": name, "message": error})
         }
         NodeEvent::P2p { peer_id, kind, sent, points, new_points, point, ignored } => {
             let name = match (*kind, *sent) {
@@ -567,6 +635,9 @@ async fn listen_as<E: Encoding>(
     };
     let bound = node.listen_addr().unwrap_or(addr);
     emit(json!({"event": "listening", "addr": point_text(&bound), "peer_id": node.peer_id().to_string()}));
+    if let Some((aside, error)) = node.peers_file_recovered() {
+        emit(json!({"event": "peers_file_recovered", "moved_to": aside.display().to_string(), "message": error}));
+    }
     let _admin = match opts.rpc_addr {
         Some(raddr) => match AdminApi::serve(node.clone(), raddr).await {
             Ok(a) => {
@@ -632,13 +703,20 @@ fn print_event<E: Encoding>(node: &Node<E, ConnectionMetadata>, ev: &NodeEvent, 
             }));
             true
         }
-        NodeEvent::Rejected { addr, peer_id, reason } => {
-            emit(json!({
+        NodeEvent::Rejected { addr, peer_id, reason, .. } => {
+            let mut v = json!({
                 "event": if actor::is_refusal(reason) { "rejected" } else { "error" },
                 "error": reason,
                 "addr": addr.map(|a| point_text(&a)),
                 "peer_id": peer_id.map(|p| p.to_string()),
-            }));
+                "message": refusal_text(reason),
+            });
+            // The node answered with a Nack: its motive, as `connect` reports a Nack it receives.
+            if let Some(motive) = (0..=5).map(NackMotive::from_code).find(|m| m.octez_name() == *reason) {
+                v["motive"] = motive.to_string().into();
+                v["motive_code"] = motive.code().into();
+            }
+            emit(v);
             true
         }
         other => {
@@ -647,6 +725,32 @@ fn print_event<E: Encoding>(node: &Node<E, ConnectionMetadata>, ev: &NodeEvent, 
             }
             false
         }
+    }
+}
+
+/// What a node's refusal or failure reason means, for the `message` of `listen`'s events.
+fn refusal_text(reason: &str) -> String {
+    match reason {
+        "Banned" => "the address is banned".into(),
+        "PeerBanned" => "the peer id is banned".into(),
+        "Greylisted" => "the address is greylisted (it misbehaved recently)".into(),
+        "Evicted" => "its handshake made room for others: the peer had not sent its connection message".into(),
+        "TooManyPendingHandshakes" => "too many incoming handshakes are in progress".into(),
+        "PrivateMode" => "private mode: only trusted points are accepted".into(),
+        "TooManyPendingFromAddress" => "too many handshakes in progress from this address".into(),
+        "TooManyPendingFromNetwork" => "too many handshakes in progress from this network (/24 or /64)".into(),
+        "TooManyConnectionsFromAddress" => "too many connections with this address".into(),
+        "TooManyConnectionsFromNetwork" => "too many connections with this network (/24 or /64)".into(),
+        "IdentityCheckFailure" => "the peer's identity is not the one expected at this point".into(),
+        "NotEnoughProofOfWork" => "the peer's proof of work is below the required level".into(),
+        "Myself" => "the peer is this node itself".into(),
+        "DecipherError" => "a chunk from the peer failed authentication".into(),
+        "InvalidAuth" => "the peer's Ack failed authentication".into(),
+        "ConnectionClosed" => "the peer closed the connection during the handshake".into(),
+        "RejectedSocketConnection" => "the peer closed the connection instead of answering our Ack".into(),
+        "Timeout" => "the handshake did not finish in time".into(),
+        r if r.contains('_') => format!("the node refused the peer with a Nack ({r})"),
+        r => format!("the handshake failed: {r}"),
     }
 }
 
