@@ -205,11 +205,19 @@ async fn a_panicking_encoding_closes_only_its_connection() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
-    // A decode that panics closes that connection with a reason that says so.
+    // A decode that panics closes that connection with a reason that says so, and where.
+    let first = n.peer(&ids[0]).and_then(|p| p.connection).unwrap();
     peers[0].write(&Bomb(Bytes::from_static(&[0xee, 1]))).await.unwrap();
     let closed =
         next_event(&mut ev, |e| matches!(e, NodeEvent::Disconnected { peer_id, .. } if *peer_id == ids[0])).await;
     assert!(matches!(closed, NodeEvent::Disconnected { reason: "Panic", .. }), "{closed:?}");
+    assert!(
+        matches!(first.close_reason(), Some(CloseReason::Panic { context })
+            if context.starts_with("decode") && context.contains("boom (decode)")),
+        "{:?}",
+        first.close_reason()
+    );
+    drop(first);
     // The others still work both ways.
     peers[1].write(&Bomb(Bytes::from_static(b"still here"))).await.unwrap();
     let server_side = n.peer(&ids[1]).and_then(|p| p.connection).unwrap();

@@ -64,9 +64,44 @@ fn io_reason(e: &std::io::Error) -> CloseReason {
 const ORPHAN_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The loop a child actor runs; it returns why the connection must end (`None`: cancelled).
-pub(super) trait ChildLoop: Sized + Unpin + 'static {
+pub(super) trait ChildLoop<E: Encoding, M: Metadata>: Sized + Unpin + 'static {
+    /// Names the loop in the close reason of a panic inside it.
+    const ROLE: &'static str;
+
+    /// The connection state the loop shares with its parent and sibling.
+    fn shared(&self) -> &Arc<Shared<E, M>>;
+
     /// Runs until the socket fails, the peer misbehaves, or the connection is cancelled.
-    fn run(self) -> impl std::future::Future<Output = Option<CloseReason>> + 'static;
+    fn body(&mut self) -> impl std::future::Future<Output = Option<CloseReason>>;
+
+    /// Runs [`body`](Self::body) with the connection's end recorded and panics contained: user
+    /// code (`Encoding` impls) runs inside the loop, and a panic there must close this
+    /// connection with a reason that says so, not unwind through the arbiter's other
+    /// connections.
+    fn run(self) -> impl std::future::Future<Output = Option<CloseReason>> + 'static {
+        let shared = self.shared().clone();
+        let mut me = self;
+        let run = async move {
+            let reason = me.body().await;
+            // Recorded (first reason wins) while this half's queue is still open: e.g. a `read`
+            // that then fails and closes the connection must not record `LocalClose` first.
+            if let Some(r) = &reason {
+                me.shared().shutdown(r.clone());
+            }
+            drop(me);
+            reason
+        };
+        // Combinators, not an `async` block around `run`: a block would hold `run` twice (as
+        // its capture and as the awaited future), doubling each idle connection's state.
+        AssertUnwindSafe(run).catch_unwind().map(move |r| match r {
+            Ok(reason) => reason,
+            Err(payload) => {
+                let r = CloseReason::panic(Self::ROLE, payload.as_ref());
+                shared.shutdown(r.clone());
+                Some(r)
+            }
+        })
+    }
 }
 
 /// A child of the connection actor that owns one socket half and runs one loop in its context;
@@ -85,13 +120,13 @@ pub(super) type ReaderActor<E, M> = ChildActor<ReaderParts<E, M>, E, M>;
 /// chunk, in queue order) and writes as many as are queued in one system call.
 pub(super) type WriterActor<E, M> = ChildActor<WriterParts<E, M>, E, M>;
 
-impl<P: ChildLoop, E: Encoding, M: Metadata> ChildActor<P, E, M> {
+impl<P: ChildLoop<E, M>, E: Encoding, M: Metadata> ChildActor<P, E, M> {
     pub(super) fn new(parts: P, parent: Addr<ConnectionActor<E, M>>) -> Self {
         Self { parts: Some(parts), parent }
     }
 }
 
-impl<P: ChildLoop, E: Encoding, M: Metadata> Actor for ChildActor<P, E, M> {
+impl<P: ChildLoop<E, M>, E: Encoding, M: Metadata> Actor for ChildActor<P, E, M> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
@@ -115,30 +150,15 @@ pub(super) struct ReaderParts<E: Encoding, M: Metadata> {
     pub(super) shared: Arc<Shared<E, M>>,
 }
 
-impl<E: Encoding, M: Metadata> ChildLoop for ReaderParts<E, M> {
-    fn run(self) -> impl std::future::Future<Output = Option<CloseReason>> + 'static {
-        let shared = self.shared.clone();
-        let mut me = self;
-        let run = async move {
-            let reason = me.read_loop().await;
-            // Recorded (first reason wins) while the read queue is still open: a `read` that
-            // then fails and closes the connection must not record its own `LocalClose` first.
-            if let Some(r) = &reason {
-                me.shared.shutdown(r.clone());
-            }
-            drop(me);
-            reason
-        };
-        // Combinators, not an `async` block around `run`: a block would hold `run` twice (as
-        // its capture and as the awaited future), doubling each idle connection's state.
-        AssertUnwindSafe(run).catch_unwind().map(move |r| match r {
-            Ok(reason) => reason,
-            Err(payload) => {
-                let r = CloseReason::panic("reader", payload.as_ref());
-                shared.shutdown(r.clone());
-                Some(r)
-            }
-        })
+impl<E: Encoding, M: Metadata> ChildLoop<E, M> for ReaderParts<E, M> {
+    const ROLE: &'static str = "reader";
+
+    fn shared(&self) -> &Arc<Shared<E, M>> {
+        &self.shared
+    }
+
+    fn body(&mut self) -> impl std::future::Future<Output = Option<CloseReason>> {
+        self.read_loop()
     }
 }
 
@@ -350,28 +370,15 @@ pub(super) struct WriterParts<E: Encoding, M: Metadata> {
     pub(super) shared: Arc<Shared<E, M>>,
 }
 
-impl<E: Encoding, M: Metadata> ChildLoop for WriterParts<E, M> {
-    fn run(self) -> impl std::future::Future<Output = Option<CloseReason>> + 'static {
-        let shared = self.shared.clone();
-        let mut me = self;
-        let run = async move {
-            let reason = me.write_loop().await;
-            if let Some(r) = &reason {
-                me.shared.shutdown(r.clone());
-            }
-            drop(me);
-            reason
-        };
-        // Combinators, not an `async` block around `run`: a block would hold `run` twice (as
-        // its capture and as the awaited future), doubling each idle connection's state.
-        AssertUnwindSafe(run).catch_unwind().map(move |r| match r {
-            Ok(reason) => reason,
-            Err(payload) => {
-                let r = CloseReason::panic("writer", payload.as_ref());
-                shared.shutdown(r.clone());
-                Some(r)
-            }
-        })
+impl<E: Encoding, M: Metadata> ChildLoop<E, M> for WriterParts<E, M> {
+    const ROLE: &'static str = "writer";
+
+    fn shared(&self) -> &Arc<Shared<E, M>> {
+        &self.shared
+    }
+
+    fn body(&mut self) -> impl std::future::Future<Output = Option<CloseReason>> {
+        self.write_loop()
     }
 }
 
