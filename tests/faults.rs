@@ -144,6 +144,55 @@ async fn write_sync_reports_success_once_the_bytes_are_in_the_socket() {
     assert_eq!(within("the message", server.read()).await.unwrap().1, m);
 }
 
+/// The `i`-th message of a numbered stream: 40 KiB (under the writer's 64 KiB coalescing unit,
+/// so each is written by one flush), its bytes derived from `i`.
+fn numbered(i: u32) -> RawMessage {
+    let mut v = vec![(i % 251) as u8; 40 * 1024];
+    v[..4].copy_from_slice(&i.to_be_bytes());
+    RawMessage(Bytes::from(v))
+}
+
+/// `write_sync` reports success only for messages whose bytes the socket took. The link stalls
+/// until the sockets are full and `write_sync` stops returning; then the connection is closed
+/// without waiting (what is still in the writer's buffer is dropped; what the socket took is
+/// still delivered) and the link resumes. Every message `write_sync` reported must arrive whole.
+#[actix::test]
+async fn write_sync_never_reports_bytes_the_socket_did_not_take() {
+    use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+    let (client, server, proxy) = pair(Faults::default(), ConnectionConfig::default()).await;
+    proxy.controls.stall(Dir::Up, true);
+    let reported = Arc::new(AtomicU32::new(0));
+    let (c, r) = (client.clone(), reported.clone());
+    let writer = actix::spawn(async move {
+        for i in 0.. {
+            if c.write_sync(&numbered(i)).await.is_err() {
+                break;
+            }
+            r.store(i + 1, SeqCst);
+        }
+    });
+    // The sockets hold a few MB: once they are full, write_sync stops returning.
+    within("the sockets fill", async {
+        let mut last = u32::MAX;
+        while reported.load(SeqCst) != last {
+            last = reported.load(SeqCst);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+    .await;
+    client.close(false).await;
+    within("the writing task ends", writer).await.unwrap();
+    let reported = reported.load(SeqCst);
+    assert!(reported > 0);
+    proxy.controls.stall(Dir::Up, false);
+    let mut received = 0;
+    while let Ok((_, m)) = within("the next message", server.read()).await {
+        assert_eq!(m, numbered(received), "message {received}");
+        received += 1;
+    }
+    assert!(received >= reported, "write_sync reported {reported} messages, {received} arrived");
+}
+
 #[actix::test]
 async fn a_stalled_link_ends_the_connection_with_a_typed_reason() {
     // octez's TCP_USER_TIMEOUT is 45 s; 2 s here. The link stalls both ways, as a peer that
@@ -175,10 +224,11 @@ async fn the_handshake_timeout_holds_against_a_dribbler_in_every_phase() {
     let target = node.listen_addr().unwrap();
     // The dialler sends 105 bytes of connection message ("TEZOS_MAINNET"), a 20-byte metadata
     // chunk, then a 19-byte Ack chunk. Dribbling from the first byte, after the connection
-    // message, and after the metadata: 1 byte every 100 ms.
-    for after in [0u64, 105, 125] {
-        let faults = Faults { dribble: Some((Dir::Up, after, Duration::from_millis(100))), ..Faults::default() };
+    // message, and after the metadata: 1 byte per second, as the dribbler does.
+    for (after, phase) in [(0u64, 105u64), (105, 20), (125, 19)] {
+        let faults = Faults { dribble: Some((Dir::Up, after, Duration::from_secs(1))), ..Faults::default() };
         let proxy = Proxy::start(target, faults).await;
+        let controls = proxy.controls.clone();
         let dial = actix::spawn(async move {
             match actor::connect(proxy.addr, local(), DEADLINE).await {
                 Ok(auth) => auth.accept::<RawMessage>(ConnectionConfig::default()).await,
@@ -194,6 +244,10 @@ async fn the_handshake_timeout_holds_against_a_dribbler_in_every_phase() {
         })
         .await;
         assert_eq!(ev, "Timeout", "dribbling after {after} bytes");
+        // The node gave up while that phase was still arriving: its deadline held, and did not
+        // merely fire once the dribbler finally completed the phase.
+        let forwarded = controls.up.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(forwarded < after + phase, "dribbling after {after} bytes: {forwarded} bytes had passed");
         // The dialler fails too — or, when only its Ack was dribbled (it got the node's),
         // its connection is closed by the node.
         if let Ok(conn) = within("the dialler's side", dial).await.unwrap() {

@@ -159,6 +159,34 @@ async fn connections_per_address_are_capped() {
     case.nothing_left_behind(vec![n]).await;
 }
 
+/// Handshakes from one address that were already running when the cap was reached: each is
+/// counted again as it becomes a connection, so only the cap's worth get in.
+#[actix::test]
+async fn handshakes_running_at_once_from_one_address_stay_within_the_cap() {
+    let case = case().await;
+    let n: Node<RawMessage, _> = node(5, |c| c.admission.max_connections_per_ip = 1).await;
+    let addr = n.listen_addr().unwrap();
+    // Both sockets are open (admitted to a handshake each) before either handshake starts.
+    let sockets = [dial([127, 0, 4, 5], addr).await, dial([127, 0, 4, 5], addr).await];
+    let attempts = sockets.map(|s| {
+        actix::spawn(async move {
+            match actor::authenticate(s, local(Identity::ephemeral(), None), false, DEADLINE).await {
+                Ok(auth) => auth.accept::<RawMessage>(ConnectionConfig::default()).await.ok(),
+                Err(_) => None,
+            }
+        })
+    });
+    let mut established = Vec::new();
+    for a in attempts {
+        established.extend(tokio::time::timeout(DEADLINE, a).await.unwrap().unwrap());
+    }
+    assert_eq!(established.len(), 1, "{} connections from one address, cap 1", established.len());
+    assert_eq!(n.connections().len(), 1);
+    honest_peer_is_served(&n, [127, 0, 4, 6]).await;
+    drop(established);
+    case.nothing_left_behind(vec![n]).await;
+}
+
 /// A message type whose code panics on a marker byte: decoding a message starting with 0xEE,
 /// encoding one starting with 0xEF.
 #[derive(Debug, Clone, PartialEq)]
@@ -377,25 +405,37 @@ async fn advertise_floods_stay_within_the_table_and_the_dial_budget() {
 async fn swap_request_spam_is_acted_on_once() {
     let case = case().await;
     let (n, public) = overlay_node(60).await;
-    let attacker: Octez = client([127, 0, 4, 60], n.listen_addr().unwrap(), Identity::ephemeral(), None).await;
-    for i in 0..20u16 {
-        let point = SocketAddr::from(([127, 0, 9, 60], 2000 + i));
-        attacker.write(&P2pMessage::SwapRequest { point, peer_id: PeerId::from_bytes([i as u8; 16]) }).await.unwrap();
+    // Two connections of the attacker's: one connection's spam is held by its own throttle
+    // (60 s between swap messages), the other's by the node-wide linger (30 s after a swap).
+    let mut attackers: Vec<Octez> = Vec::new();
+    for ip in [60, 62] {
+        attackers.push(client([127, 0, 4, ip], n.listen_addr().unwrap(), Identity::ephemeral(), None).await);
+    }
+    for (a, attacker) in attackers.iter().enumerate() {
+        for i in 0..10u16 {
+            let point = SocketAddr::from(([127, 0, 9, 60 + a as u8], 2000 + i));
+            attacker
+                .write(&P2pMessage::SwapRequest { point, peer_id: PeerId::from_bytes([i as u8; 16]) })
+                .await
+                .unwrap();
+        }
     }
     let mut acks = 0;
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(2) {
-        if let Ok(Ok((_, P2pMessage::SwapAck { .. }))) =
-            tokio::time::timeout(Duration::from_millis(50), attacker.read()).await
-        {
-            acks += 1;
+        for attacker in &attackers {
+            if let Ok(Ok((_, P2pMessage::SwapAck { .. }))) =
+                tokio::time::timeout(Duration::from_millis(25), attacker.read()).await
+            {
+                acks += 1;
+            }
         }
     }
-    // The first is considered; the next one of this connection waits 60 s, and a swap lingers
-    // 30 s node-wide.
+    // The first is considered; the next one of that connection waits 60 s, and a swap lingers
+    // 30 s node-wide, so the other connection's requests are ignored.
     assert!(acks <= 1, "{acks} Swap_ack");
     honest_peer_is_served(&n, [127, 0, 4, 61]).await;
-    drop(attacker);
+    drop(attackers);
     case.nothing_left_behind(vec![n, public]).await;
 }
 
