@@ -327,3 +327,15 @@ fn per_source_limits_are_set_from_the_command_line() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 1"), "{out:?}");
 }
+
+#[test]
+fn a_signal_right_after_listening_is_a_clean_shutdown() {
+    // The handlers are installed before `listening` is printed: a SIGTERM sent the moment it
+    // appears ends the node cleanly (no default-action kill), with its events and exit 0.
+    let (node, _addr) = listen("127.0.0.1", &[]);
+    let pid = node.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let (code, evs) = node.finish();
+    assert_eq!(code, Some(0), "{evs:#?}");
+    assert_eq!(find(&evs, "shutdown")["signal"], "SIGTERM");
+}

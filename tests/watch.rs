@@ -141,11 +141,17 @@ async fn connect_dials_a_name_and_ends_cleanly_on_sigterm() {
     let mut child = tokio::process::Command::from(common::bin())
         .args(["connect", &format!("localhost:{port}"), "--expected-pow", "0", "--watch"])
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
-    let first: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+    let Some(first) = lines.next_line().await.unwrap() else {
+        // The command ended without a word on stdout: say how, with what it wrote on stderr.
+        let mut err = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().unwrap(), &mut err).await;
+        panic!("`connect` printed nothing and ended with {:?}; stderr: {err}", child.wait().await);
+    };
+    let first: Value = serde_json::from_str(&first).unwrap();
     assert_eq!(first["event"], "connected", "{first}");
     let pid = child.id().unwrap().to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
@@ -153,4 +159,28 @@ async fn connect_dials_a_name_and_ends_cleanly_on_sigterm() {
     assert_eq!(last["event"], "disconnected", "{last}");
     assert_eq!(child.wait().await.unwrap().code(), Some(0), "SIGTERM ends `connect --watch` with exit 0");
     assert!(server.await.unwrap().is_some(), "the server saw the connection end");
+}
+
+#[actix::test]
+async fn a_signal_while_dialling_ends_connect_watch_with_a_shutdown_event() {
+    // A peer that takes the TCP connection and never says a word: the handshake waits.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let child = tokio::process::Command::from(common::bin())
+        .args(["connect", &addr.to_string(), "--expected-pow", "0", "--watch"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Accepted: the command is dialling, and its handlers were installed before it dialled.
+    let (_silent, _) = tokio::time::timeout(Duration::from_secs(30), listener.accept()).await.unwrap().unwrap();
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await.unwrap().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let events: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(events.len(), 1, "{stdout}");
+    assert_eq!(events[0]["event"], "shutdown");
+    assert_eq!(events[0]["signal"], "SIGTERM");
 }

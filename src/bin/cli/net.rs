@@ -382,14 +382,27 @@ async fn connect_as<E: WatchJson>(
     opts: &ConnectArgs,
     to_send: Vec<OctezMessage>,
 ) -> ExitCode {
-    let conn: Connection<E, ConnectionMetadata> = match dial(addr, local).await {
-        Ok(auth) => match auth.accept(ConnectionConfig::default()).await {
-            Ok(c) => c,
-            Err(e) => {
-                emit(auth_error(&e));
-                return ExitCode::FAILURE;
+    // `--watch` ends cleanly on SIGINT / SIGTERM, from before anything is printed (a signal
+    // while dialling ends the command with a `shutdown` event).
+    let mut interrupted = opts.watch.then(|| Box::pin(termination()));
+    let dialled = async {
+        match dial(addr, local).await {
+            Ok(auth) => auth.accept(ConnectionConfig::default()).await.map_err(|e| auth_error(&e)),
+            Err(event) => Err(event),
+        }
+    };
+    let dialled = match &mut interrupted {
+        Some(signal) => tokio::select! {
+            r = dialled => r,
+            name = signal.as_mut() => {
+                emit(json!({"event": "shutdown", "signal": name}));
+                return ExitCode::SUCCESS;
             }
         },
+        None => dialled.await,
+    };
+    let conn: Connection<E, ConnectionMetadata> = match dialled {
+        Ok(c) => c,
         Err(event) => {
             emit(event);
             return ExitCode::FAILURE;
@@ -404,14 +417,12 @@ async fn connect_as<E: WatchJson>(
             Err(e) => emit(json!({"event": "error", "error": "ConnectionClosed", "message": e.to_string()})),
         }
     }
-    if opts.watch {
+    if let Some(interrupted) = &mut interrupted {
         let mut seen = 0u64;
-        let interrupted = termination();
-        tokio::pin!(interrupted);
         loop {
             let next = tokio::select! {
                 r = conn.read() => r,
-                _ = &mut interrupted => break,
+                _ = interrupted.as_mut() => break,
             };
             let Ok((size, msg)) = next else { break };
             let mut ev = json!({"event": "message", "size": size});
@@ -544,26 +555,40 @@ pub(crate) fn listen(addr: SocketAddr, peer: PeerArgs, opts: ListenArgs) -> Exit
     })
 }
 
-/// SIGINT or SIGTERM, whichever comes first (its name).
-async fn termination() -> &'static str {
+/// Installs SIGINT and SIGTERM handlers now and returns a future that resolves to the name of
+/// the first of them to arrive. Installed eagerly (not when first polled): a signal that comes
+/// right after the command printed its first event must be handled, not kill the process with
+/// the default action before the handler exists.
+fn termination() -> impl std::future::Future<Output = &'static str> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
-            },
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
+        let (int, term) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()));
+        async move {
+            match (int, term) {
+                (Ok(mut int), Ok(mut term)) => tokio::select! {
+                    _ = int.recv() => "SIGINT",
+                    _ = term.recv() => "SIGTERM",
+                },
+                (Ok(mut int), Err(_)) => {
+                    int.recv().await;
+                    "SIGINT"
+                }
+                (Err(_), Ok(mut term)) => {
+                    term.recv().await;
+                    "SIGTERM"
+                }
+                // Neither could be installed: the signals keep their default action.
+                (Err(_), Err(_)) => std::future::pending().await,
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
-        "SIGINT"
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
     }
 }
 
@@ -574,6 +599,10 @@ async fn listen_as<E: Encoding>(
     opts: &ListenArgs,
     limits: ConnectionLimits,
 ) -> ExitCode {
+    // SIGINT / SIGTERM handlers first: a signal that comes while the node starts, or just after
+    // it printed `listening`, is a clean shutdown once the event loop runs.
+    let signal = termination();
+    tokio::pin!(signal);
     // Installed before the node starts, so every connection records into it.
     let _telemetry = match opts.metrics_addr {
         Some(maddr) => match tezos_p2p::telemetry::Telemetry::serve(maddr, opts.metrics_per_peer).await {
@@ -655,8 +684,6 @@ async fn listen_as<E: Encoding>(
     let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
     node.subscribe_events(actix::Actor::start(Forward(tx)).recipient());
     let mut served = 0u64;
-    let signal = termination();
-    tokio::pin!(signal);
     loop {
         let ev = tokio::select! {
             ev = rx.recv() => match ev { Some(ev) => ev, None => break },
