@@ -564,22 +564,14 @@ fn termination() -> impl std::future::Future<Output = &'static str> {
     {
         use tokio::signal::unix::{signal, SignalKind};
         let (int, term) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()));
+        let (mut int, mut term) = (int.ok(), term.ok());
         async move {
-            match (int, term) {
-                (Ok(mut int), Ok(mut term)) => tokio::select! {
-                    _ = int.recv() => "SIGINT",
-                    _ = term.recv() => "SIGTERM",
-                },
-                (Ok(mut int), Err(_)) => {
-                    int.recv().await;
-                    "SIGINT"
-                }
-                (Err(_), Ok(mut term)) => {
-                    term.recv().await;
-                    "SIGTERM"
-                }
-                // Neither could be installed: the signals keep their default action.
-                (Err(_), Err(_)) => std::future::pending().await,
+            // A handler that could not be installed disables its branch (that signal keeps its
+            // default action); with neither, this never resolves.
+            tokio::select! {
+                Some(()) = async { int.as_mut()?.recv().await } => "SIGINT",
+                Some(()) = async { term.as_mut()?.recv().await } => "SIGTERM",
+                else => std::future::pending().await,
             }
         }
     }
