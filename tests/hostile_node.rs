@@ -181,6 +181,14 @@ async fn handshakes_running_at_once_from_one_address_stay_within_the_cap() {
         established.extend(tokio::time::timeout(DEADLINE, a).await.unwrap().unwrap());
     }
     assert_eq!(established.len(), 1, "{} connections from one address, cap 1", established.len());
+    // The node lists a connection once the client's Ack has arrived, a moment after the client
+    // returns: wait for it, then it must be the only one.
+    for _ in 0..1000 {
+        if !n.connections().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     assert_eq!(n.connections().len(), 1);
     honest_peer_is_served(&n, [127, 0, 4, 6]).await;
     drop(established);

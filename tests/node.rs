@@ -96,9 +96,12 @@ async fn a_tampered_chunk_greylists_the_peer_which_is_refused_at_accept_until_ex
 
 #[actix::test]
 async fn beyond_max_connections_a_peer_gets_too_many_connections_with_known_points() {
-    let (node, _events) = node_with(|c| c.limits.max_connections = 1).await;
+    let (node, mut events) = node_with(|c| c.limits.max_connections = 1).await;
     let addr = node.listen_addr().unwrap();
     let first = client([127, 0, 0, 1], addr, &Identity::ephemeral(), Some(4242)).await.unwrap();
+    // The client is done once it has sent its Ack; the node records the connection (and so
+    // learns the announced point as public) when that Ack arrives, a moment later.
+    next_matching(&mut events, |e| matches!(e, NodeEvent::Connected { .. })).await;
     let second = client([127, 0, 0, 1], addr, &Identity::ephemeral(), None).await;
     match second {
         Err(AuthError::RejectedByNack { motive: NackMotive::TooManyConnections, alternative_points: Some(points) }) => {
@@ -140,10 +143,12 @@ async fn the_builder_starts_a_node_that_dials_another() {
 
 #[actix::test]
 async fn a_second_connection_of_a_connected_peer_is_refused() {
-    let (node, _events) = node_with(|_| {}).await;
+    let (node, mut events) = node_with(|_| {}).await;
     let addr = node.listen_addr().unwrap();
     let me = Identity::ephemeral();
     let _first = client([127, 0, 0, 1], addr, &me, None).await.unwrap();
+    // The node lists the connection once the client's Ack has arrived (see above).
+    next_matching(&mut events, |e| matches!(e, NodeEvent::Connected { .. })).await;
     let second = client([127, 0, 0, 1], addr, &me, None).await;
     assert_eq!(
         second.err(),
